@@ -1,0 +1,44 @@
+/* settings: the scalar configuration file CONFDIR/settings
+ * ("name value" lines, # comments), see mxconf(5).
+ * Relative paths are taken relative to CONFDIR and returned absolute. */
+#ifndef MX_SETTINGS_H
+#define MX_SETTINGS_H
+#include <stddef.h>
+
+#define SETTINGS_MAX_POLICY 8
+
+struct settings {
+	char confdir[4096];	/* absolute */
+	char hostname[256];	/* greeting, Received:, Maildir names */
+	long long max_size;	/* message size limit, bytes */
+	long long max_recipients;
+	long long max_errors;	/* bad commands before 421 */
+	long long max_hops;	/* Received:+Delivered-To: before 554 5.4.6 */
+	long long timeout_command;	/* seconds */
+	long long timeout_data;
+	long long timeout_chain;	/* the delivery chain */
+	long long timeout_policy;	/* one policy answer */
+	long long max_connections;	/* own listener, global */
+	long long max_per_ip;		/* own listener, per client IP */
+	char mailroot[4096];	/* Maildirs live under here */
+	char queuedir[4096];	/* durable queue for non-local recipients */
+	char spooldir[4096];	/* smtpd-lite spools DATA here */
+	char user[64];		/* drop to this user when started as root */
+	char access_default[16];	/* allow | deny | relay */
+	char recipient_delimiter[8];	/* "+": user+tag@dom reaches user */
+	int create_maildirs;	/* create a missing listed Maildir */
+	char bindir[4096];	/* where the programs are (for the default chain) */
+	char *policy[SETTINGS_MAX_POLICY];	/* extra policy services */
+	int npolicy;
+	char *chain;		/* delivery chain command, NULL = default */
+};
+
+/* Load CONFDIR/settings (a missing file gives the defaults).
+ * On error returns -1 and leaves "file:line: reason" in err. */
+int settings_load(struct settings *s, const char *confdir, char *err, size_t errlen);
+/* Confdir from -c, else $MXCONF, else the compiled-in default. */
+const char *settings_confdir(const char *opt);
+/* Print every setting, "name value", one a line (for mxconf -n style dumps). */
+void settings_print(const struct settings *s);
+void settings_free(struct settings *s);
+#endif

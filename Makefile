@@ -37,7 +37,8 @@ LIBA    = $(BUILD)/libmx.a
 
 prog_src = $(wildcard $(1)/*.c)
 prog_obj = $(patsubst %.c,$(BUILD)/%.o,$(call prog_src,$(1)))
-BINS = $(foreach p,$(PROGS),$(BUILD)/bin/$(p))
+# a program directory without sources yet builds nothing
+BINS = $(foreach p,$(PROGS),$(if $(wildcard $(p)/*.c),$(BUILD)/bin/$(p)))
 
 T_SRC = $(wildcard t/unit/*.c)
 T_BIN = $(patsubst t/unit/%.c,$(BUILD)/t/%,$(T_SRC))

@@ -1,0 +1,381 @@
+/*
+ * mkcdb: compile the text tables in CONFDIR into CDB files, atomically.
+ *
+ * Every line is validated before anything is published: on any error
+ * the reasons are printed as "file:line: reason", the old TABLE.cdb is
+ * left untouched and mkcdb exits 100. Publishing is tmp file, fsync,
+ * close, rename, fsync of the directory, so a reader sees the old table
+ * or the new one, never a mix.
+ */
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libutil.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cdb.h>
+
+#include "buf.h"
+#include "log.h"
+#include "settings.h"
+#include "tables.h"
+
+#define MAX_REPORTED 20		/* bad lines reported before giving up */
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: mkcdb [-c CONFDIR] [-f] [-n] [-q] [TABLE...]\n"
+	    "       mkcdb -g INPUT OUTPUT.cdb\n"
+	    "  -c DIR  configuration directory (default $MXCONF or " "/etc/mx)\n"
+	    "  -f      rebuild every table, not only the stale ones\n"
+	    "  -n      check only: validate, write nothing\n"
+	    "  -q      quiet: no line per rebuilt table\n"
+	    "  -g      generic: \"key value\" lines into OUTPUT.cdb\n"
+	    "tables: access domains backup mailboxes routes\n");
+	exit(EXIT_PERM);
+}
+
+/* ---- duplicate detection: open addressing on 64-bit key hashes ---- */
+
+struct seen {
+	uint64_t *hash;		/* 0 = empty slot */
+	uint32_t *line;
+	size_t cap, n;
+};
+
+static uint64_t
+hash64(const char *k, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		h ^= (unsigned char)k[i];
+		h *= 1099511628211ULL;
+	}
+	return h ? h : 1;
+}
+
+static void
+seen_grow(struct seen *s)
+{
+	struct seen t = { NULL, NULL, s->cap ? s->cap * 2 : 1024, 0 };
+	size_t i;
+
+	t.hash = xcalloc(t.cap, sizeof *t.hash);
+	t.line = xcalloc(t.cap, sizeof *t.line);
+	for (i = 0; i < s->cap; i++) {
+		size_t j;
+		if (!s->hash[i])
+			continue;
+		for (j = s->hash[i] & (t.cap - 1); t.hash[j]; j = (j + 1) & (t.cap - 1))
+			;
+		t.hash[j] = s->hash[i];
+		t.line[j] = s->line[i];
+		t.n++;
+	}
+	free(s->hash);
+	free(s->line);
+	*s = t;
+}
+
+/* Returns 0 if new, else the line of the earlier key with the same hash. */
+static uint32_t
+seen_add(struct seen *s, uint64_t h, uint32_t line)
+{
+	size_t j;
+
+	if ((s->n + 1) * 2 > s->cap)
+		seen_grow(s);
+	for (j = h & (s->cap - 1); s->hash[j]; j = (j + 1) & (s->cap - 1))
+		if (s->hash[j] == h)
+			return s->line[j];
+	s->hash[j] = h;
+	s->line[j] = line;
+	s->n++;
+	return 0;
+}
+
+/* ---- one compilation ---- */
+
+struct build {
+	const char *src;	/* text file, for messages */
+	struct cdb_make cm;
+	struct seen seen;
+	int lineno;
+	int errors;
+	int ioerr;
+	int check_only;
+};
+
+static int
+emit(void *ctx, const char *k, size_t kl, const char *v, size_t vl)
+{
+	struct build *b = ctx;
+	uint32_t first;
+
+	if (k[0] != '/') {	/* "/..." keys are mkcdb's own records */
+		first = seen_add(&b->seen, hash64(k, kl), (uint32_t)b->lineno);
+		/* equal hashes: confirm against the data already written */
+		if (first && (b->check_only || cdb_make_exists(&b->cm, k, (unsigned)kl) > 0)) {
+			fprintf(stderr, "%s:%d: duplicate key \"%.*s\" (first on line %u)\n",
+			    b->src, b->lineno, (int)(kl > 200 ? 200 : kl), k, first);
+			b->errors++;
+			return 0;
+		}
+	}
+	if (b->check_only)
+		return 0;
+	if (cdb_make_add(&b->cm, k, (unsigned)kl, v, (unsigned)vl) < 0) {
+		b->ioerr = errno ? errno : EIO;
+		return -1;
+	}
+	return 0;
+}
+
+static const char *
+generic_parse(struct table_state *st, char *line, int lineno, emit_fn fn, void *ctx)
+{
+	char *k = line, *v = line;
+
+	(void)st;
+	(void)lineno;
+	while (*v && !isspace((unsigned char)*v))
+		v++;
+	if (*v) {
+		*v++ = 0;
+		while (isspace((unsigned char)*v))
+			v++;
+	}
+	return fn(ctx, k, strlen(k), v, strlen(v)) < 0 ? "write error" : NULL;
+}
+
+static const struct table_format generic_format = { "generic", generic_parse, NULL };
+
+static int
+fsync_dir(const char *file)
+{
+	char dir[4200], *slash;
+	int fd, r;
+
+	strlcpy(dir, file, sizeof dir);
+	if ((slash = strrchr(dir, '/')))
+		*slash = 0;
+	else
+		strlcpy(dir, ".", sizeof dir);
+	if ((fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY)) < 0)
+		return -1;
+	r = fsync(fd);
+	close(fd);
+	return r;
+}
+
+/* Read src, write dst atomically. 0 ok, EXIT_PERM bad input, EXIT_TEMP system. */
+static int
+compile(const char *src, const char *dst, const struct table_format *fmt, int check_only)
+{
+	struct build b;
+	struct table_state st;
+	char tmp[4300], *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	FILE *in;
+	int fd = -1, rc = 0;
+
+	memset(&b, 0, sizeof b);
+	memset(&st, 0, sizeof st);
+	b.src = src;
+	b.check_only = check_only;
+	if (!(in = fopen(src, "r"))) {
+		log_warnsys("cannot open %s", src);
+		return EXIT_TEMP;
+	}
+	if (!check_only) {
+		snprintf(tmp, sizeof tmp, "%s.tmp", dst);
+		/* flopen locks before truncating: concurrent runs serialise */
+		if ((fd = flopen(tmp, O_RDWR | O_CREAT, 0644)) < 0 || ftruncate(fd, 0) < 0) {
+			log_warnsys("cannot create %s", tmp);
+			fclose(in);
+			if (fd >= 0)
+				close(fd);
+			return EXIT_TEMP;
+		}
+		if (cdb_make_start(&b.cm, fd) < 0) {
+			log_warnsys("cdb_make_start %s", tmp);
+			rc = EXIT_TEMP;
+			goto out;
+		}
+	}
+	while ((n = getline(&line, &cap, in)) >= 0) {
+		const char *why;
+		char *p;
+
+		b.lineno++;
+		if ((size_t)n != strlen(line))
+			why = "NUL byte in line";
+		else if (!*(p = table_strip(line)))
+			continue;
+		else
+			why = fmt->parse(&st, p, b.lineno, emit, &b);
+		if (b.ioerr)
+			break;
+		if (why) {
+			fprintf(stderr, "%s:%d: %s\n", src, b.lineno, why);
+			b.errors++;
+		}
+		if (b.errors >= MAX_REPORTED) {
+			fprintf(stderr, "%s: too many errors, giving up\n", src);
+			break;
+		}
+	}
+	if (ferror(in)) {
+		log_warnsys("read error on %s", src);
+		rc = EXIT_TEMP;
+		goto out;
+	}
+	if (!b.errors && !b.ioerr && fmt->finish) {
+		const char *why = fmt->finish(&st, emit, &b);
+		if (why && !b.ioerr) {
+			fprintf(stderr, "%s: %s\n", src, why);
+			b.errors++;
+		}
+	}
+	if (b.ioerr) {
+		errno = b.ioerr;
+		log_warnsys("write error on %s", tmp);
+		rc = EXIT_TEMP;
+		goto out;
+	}
+	if (b.errors) {
+		fprintf(stderr, "%s: %d bad line%s; %s\n", src, b.errors, b.errors > 1 ? "s" : "",
+		    check_only ? "not valid" : "old table left in place");
+		rc = EXIT_PERM;
+		goto out;
+	}
+	if (check_only)
+		goto out;
+	if (cdb_make_finish(&b.cm) < 0 || fsync(fd) < 0) {
+		log_warnsys("cannot write %s", tmp);
+		rc = EXIT_TEMP;
+		goto out;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		log_warnsys("cannot close %s", tmp);
+		rc = EXIT_TEMP;
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, dst) < 0) {
+		log_warnsys("cannot rename %s to %s", tmp, dst);
+		rc = EXIT_TEMP;
+		goto out;
+	}
+	if (fsync_dir(dst) < 0)
+		log_warnsys("fsync of the directory of %s", dst);
+out:
+	if (fd >= 0) {
+		close(fd);
+		unlink(tmp);
+	} else if (rc && !check_only)
+		unlink(tmp);
+	free(line);
+	free(b.seen.hash);
+	free(b.seen.line);
+	fclose(in);
+	return rc;
+}
+
+static int
+stale(const char *src, const char *dst)
+{
+	struct stat s, d;
+
+	if (stat(dst, &d) < 0)
+		return 1;
+	if (stat(src, &s) < 0)
+		return 0;
+	return s.st_mtim.tv_sec > d.st_mtim.tv_sec ||
+	    (s.st_mtim.tv_sec == d.st_mtim.tv_sec && s.st_mtim.tv_nsec >= d.st_mtim.tv_nsec);
+}
+
+static int
+do_table(const char *confdir, const char *name, int force, int check_only, int quiet)
+{
+	const struct table_format *fmt = table_format(name);
+	char src[4200], dst[4200];
+	int rc;
+
+	if (!fmt) {
+		log_warn("unknown table: %s", name);
+		return EXIT_PERM;
+	}
+	snprintf(src, sizeof src, "%s/%s", confdir, name);
+	snprintf(dst, sizeof dst, "%s/%s.cdb", confdir, name);
+	if (!force && !check_only && !stale(src, dst))
+		return 0;
+	rc = compile(src, dst, fmt, check_only);
+	if (rc == 0 && !quiet)
+		printf("%s: %s\n", check_only ? "ok" : "rebuilt", check_only ? src : dst);
+	return rc;
+}
+
+static int
+worse(int a, int b)
+{
+	return a == EXIT_TEMP || b == EXIT_TEMP ? EXIT_TEMP : a ? a : b;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *confopt = NULL;
+	char err[512];
+	struct settings s;
+	int c, force = 0, check_only = 0, generic = 0, quiet = 0, rc = 0, i;
+
+	log_init("mkcdb", NULL);
+	while ((c = getopt(argc, argv, "c:fgnqh")) != -1) {
+		switch (c) {
+		case 'c': confopt = optarg; break;
+		case 'f': force = 1; break;
+		case 'g': generic = 1; break;
+		case 'n': check_only = 1; break;
+		case 'q': quiet = 1; break;
+		default: usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (generic) {
+		if (argc != 2)
+			usage();
+		return compile(argv[0], argv[1], &generic_format, check_only);
+	}
+	/* settings are read by the programs directly; validate them here too */
+	if (settings_load(&s, settings_confdir(confopt), err, sizeof err) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return EXIT_PERM;
+	}
+	if (argc > 0) {
+		for (i = 0; i < argc; i++)
+			rc = worse(rc, do_table(s.confdir, argv[i], 1, check_only, quiet));
+	} else {
+		for (i = 0; table_names[i]; i++) {
+			char src[4200];
+			snprintf(src, sizeof src, "%s/%s", s.confdir, table_names[i]);
+			if (access(src, F_OK) == 0)
+				rc = worse(rc, do_table(s.confdir, table_names[i], force, check_only, quiet));
+		}
+	}
+	settings_free(&s);
+	return rc;
+}

@@ -113,7 +113,7 @@ addr_parse_path(const char *s, size_t len, struct addr *a, int allow_null,
 			return "syntax error in source route";
 		p = colon + 1;
 	}
-	if (bracket && p < end && *p == '>') {
+	if (bracket && p < end && *p == '>' && p[-1] == '<') {
 		if (!allow_null)
 			return "null address not allowed here";
 		a->is_null = 1;

@@ -1,4 +1,4 @@
-/* check.h: minimal TAP-style checks for t/unit/*.c (see t/run). */
+/* check.h: minimal TAP-style checks for the unit tests in t/unit (see t/run). */
 #ifndef MX_CHECK_H
 #define MX_CHECK_H
 #include <stdio.h>

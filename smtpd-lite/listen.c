@@ -1,0 +1,295 @@
+/* listen.c: smtpd-lite's own listener (-l ADDR:PORT), for a start
+ * with nothing else installed. Binds (as root if need be), drops
+ * privileges, then forks one session per connection with the
+ * environment tcpserver would give it (PROTO, TCPREMOTEIP,
+ * TCPREMOTEPORT, TCPLOCALIP, TCPLOCALPORT; no DNS: TCPREMOTEHOST unset).
+ * Limits: max_connections at once, max_per_ip per client address;
+ * beyond them the client gets "421 4.7.0" and is closed. Children are
+ * reaped; SIGTERM (or SIGINT) closes the sockets and ends the listener,
+ * sessions in progress finish on their own. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "ipaddr.h"
+#include "log.h"
+#include "smtpd.h"
+
+#define MAXL 8
+
+struct slot {
+	pid_t pid;
+	char ip[64];
+};
+
+static struct slot *slots;
+static long long nslots, active;
+static int sigpipe_[2] = { -1, -1 };
+static volatile sig_atomic_t got_term;
+
+static void
+on_signal(int sig)
+{
+	int e = errno;
+	char c = (char)sig;
+
+	if (sig == SIGTERM || sig == SIGINT)
+		got_term = 1;
+	(void)!write(sigpipe_[1], &c, 1);
+	errno = e;
+}
+
+/* "1.2.3.4:25", "[::1]:25", ":25" (all IPv4), "[::]:25" (all IPv6). */
+static int
+bind_one(const char *spec)
+{
+	char host[256], *port;
+	struct addrinfo hints, *res;
+	int fd, one = 1, rc;
+
+	snprintf(host, sizeof host, "%s", spec);
+	if (!(port = strrchr(host, ':')))
+		die(EXIT_PERM, "-l %s: expected ADDR:PORT", spec);
+	*port++ = 0;
+	if (host[0] == '[' && port - host >= 3 && port[-2] == ']') {
+		port[-2] = 0;
+		memmove(host, host + 1, strlen(host));
+	}
+	memset(&hints, 0, sizeof hints);
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+	if ((rc = getaddrinfo(host[0] ? host : "0.0.0.0", port, &hints, &res)) != 0)
+		die(EXIT_PERM, "-l %s: %s", spec, gai_strerror(rc));
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		diesys(EXIT_TEMP, "socket for %s", spec);
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (res->ai_family == AF_INET6)
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	if (bind(fd, res->ai_addr, res->ai_addrlen) < 0)
+		diesys(EXIT_TEMP, "cannot bind %s", spec);
+	if (listen(fd, 128) < 0)
+		diesys(EXIT_TEMP, "cannot listen on %s", spec);
+	freeaddrinfo(res);
+	(void)set_nonblock(fd);
+	return fd;
+}
+
+static void
+reap(void)
+{
+	pid_t pid;
+	int st;
+	long long i;
+
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+		for (i = 0; i < nslots; i++)
+			if (slots[i].pid == pid) {
+				slots[i].pid = 0;
+				active--;
+				break;
+			}
+}
+
+static long long
+count_ip(const char *ip)
+{
+	long long i, n = 0;
+
+	for (i = 0; i < nslots; i++)
+		if (slots[i].pid && !strcmp(slots[i].ip, ip))
+			n++;
+	return n;
+}
+
+static void
+refuse(int fd, const struct settings *s, const char *ip, const char *why)
+{
+	char msg[512];
+	int n = snprintf(msg, sizeof msg, "421 4.7.0 %s Error: %s, try again later\r\n",
+	    s->hostname, why);
+
+	(void)set_nonblock(fd);
+	if (n > 0 && write(fd, msg, (size_t)n) < 0)
+		log_warnsys("refusing %s", ip);
+	log_info("refused ip=%s: %s", ip, why);
+	close(fd);
+}
+
+/* tcp-environ(5) for the child */
+static void
+child_env(const struct sockaddr_storage *peer, int fd)
+{
+	struct sockaddr_storage me;
+	socklen_t ml = sizeof me;
+	char ip[64], port[16], lip[64], lport[16];
+	struct ipaddr a;
+	char tmp[INET6_ADDRSTRLEN];
+
+	ip[0] = port[0] = lip[0] = lport[0] = 0;
+	if (peer->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)peer;
+		inet_ntop(AF_INET6, &s6->sin6_addr, tmp, sizeof tmp);
+		snprintf(port, sizeof port, "%u", ntohs(s6->sin6_port));
+	} else {
+		const struct sockaddr_in *s4 = (const void *)peer;
+		inet_ntop(AF_INET, &s4->sin_addr, tmp, sizeof tmp);
+		snprintf(port, sizeof port, "%u", ntohs(s4->sin_port));
+	}
+	if (ip_parse(tmp, &a) == 0)
+		ip_format(&a, ip, sizeof ip);
+	if (getsockname(fd, (struct sockaddr *)&me, &ml) == 0) {
+		if (me.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *s6 = (const void *)&me;
+			inet_ntop(AF_INET6, &s6->sin6_addr, tmp, sizeof tmp);
+			snprintf(lport, sizeof lport, "%u", ntohs(s6->sin6_port));
+		} else {
+			const struct sockaddr_in *s4 = (const void *)&me;
+			inet_ntop(AF_INET, &s4->sin_addr, tmp, sizeof tmp);
+			snprintf(lport, sizeof lport, "%u", ntohs(s4->sin_port));
+		}
+		if (ip_parse(tmp, &a) == 0)
+			ip_format(&a, lip, sizeof lip);
+	}
+	if (setenv("PROTO", "TCP", 1) || setenv("TCPREMOTEIP", ip, 1) ||
+	    setenv("TCPREMOTEPORT", port, 1) || setenv("TCPLOCALIP", lip, 1) ||
+	    setenv("TCPLOCALPORT", lport, 1))
+		diesys(EXIT_TEMP, "setenv");
+	unsetenv("TCPREMOTEHOST");
+	unsetenv("TCPREMOTEINFO");
+	unsetenv("TCPLOCALHOST");
+}
+
+static void
+start_child(const struct settings *s, int *lfd, int nl, int fd,
+    const struct sockaddr_storage *peer, const char *ip, char **chain)
+{
+	long long i;
+	pid_t pid;
+	int j;
+
+	for (i = 0; i < nslots && slots[i].pid; i++)
+		;
+	if (i == nslots) {
+		refuse(fd, s, ip, "too many connections");
+		return;
+	}
+	if ((pid = fork()) < 0) {
+		log_warnsys("fork");
+		refuse(fd, s, ip, "server busy");
+		return;
+	}
+	if (pid == 0) {
+		for (j = 0; j < nl; j++)
+			close(lfd[j]);
+		close(sigpipe_[0]);
+		close(sigpipe_[1]);
+		child_defaults();
+		if (dup2(fd, 0) < 0 || dup2(fd, 1) < 0)
+			_exit(EXIT_TEMP);
+		if (fd > 1)
+			close(fd);
+		child_env(peer, 0);
+		serve_one(s, chain);
+	}
+	close(fd);
+	slots[i].pid = pid;
+	snprintf(slots[i].ip, sizeof slots[i].ip, "%s", ip);
+	active++;
+}
+
+static void
+accept_one(const struct settings *s, int *lfd, int nl, int l, char **chain)
+{
+	struct sockaddr_storage peer;
+	socklen_t pl = sizeof peer;
+	char ip[64], tmp[INET6_ADDRSTRLEN];
+	struct ipaddr a;
+	int fd = accept4(lfd[l], (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC);
+
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			log_warnsys("accept");
+		return;
+	}
+	if (peer.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&peer)->sin6_addr, tmp, sizeof tmp);
+	else
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, tmp, sizeof tmp);
+	if (ip_parse(tmp, &a) == 0)
+		ip_format(&a, ip, sizeof ip);
+	else
+		snprintf(ip, sizeof ip, "%s", tmp);
+	reap();
+	if (active >= s->max_connections)
+		refuse(fd, s, ip, "too many connections");
+	else if (count_ip(ip) >= s->max_per_ip)
+		refuse(fd, s, ip, "too many connections from your address");
+	else
+		start_child(s, lfd, nl, fd, &peer, ip, chain);
+}
+
+static void
+setup_signals(void)
+{
+	struct sigaction sa;
+
+	if (pipe2(sigpipe_, O_CLOEXEC | O_NONBLOCK) < 0)
+		diesys(EXIT_TEMP, "pipe");
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGCHLD, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+void
+listen_run(const struct settings *s, char **addrs, int naddrs, char **chain)
+{
+	struct pollfd p[MAXL + 1];
+	int lfd[MAXL], i;
+
+	if (naddrs > MAXL)
+		naddrs = MAXL;
+	for (i = 0; i < naddrs; i++)
+		lfd[i] = bind_one(addrs[i]);
+	drop_privileges(s);
+	nslots = s->max_connections;
+	slots = xcalloc((size_t)nslots, sizeof *slots);
+	setup_signals();
+	for (i = 0; i < naddrs; i++)
+		log_info("listening on %s max_connections=%lld max_per_ip=%lld",
+		    addrs[i], s->max_connections, s->max_per_ip);
+	while (!got_term) {
+		for (i = 0; i < naddrs; i++)
+			p[i] = (struct pollfd){ lfd[i], POLLIN, 0 };
+		p[naddrs] = (struct pollfd){ sigpipe_[0], POLLIN, 0 };
+		if (poll(p, (nfds_t)naddrs + 1, -1) < 0 && errno != EINTR)
+			diesys(EXIT_TEMP, "poll");
+		if (p[naddrs].revents & POLLIN) {
+			char b[64];
+			while (read(sigpipe_[0], b, sizeof b) > 0)
+				;
+			reap();
+		}
+		for (i = 0; i < naddrs && !got_term; i++)
+			if (p[i].revents & POLLIN)
+				accept_one(s, lfd, naddrs, i, chain);
+	}
+	for (i = 0; i < naddrs; i++)
+		close(lfd[i]);
+	log_info("SIGTERM: listener closed, %lld session(s) left to finish", active);
+	exit(0);
+}

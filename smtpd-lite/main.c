@@ -1,0 +1,229 @@
+/* smtpd-lite: the SMTP front end. See doc/smtpd-lite.8.
+ *
+ *   smtpd-lite [-qv] [-c CONFDIR] [CHAIN...]          one session on fd 0/1
+ *   smtpd-lite [-qv] [-c CONFDIR] -l ADDR:PORT [...]  own listener
+ *
+ * Under tcpserver, inetd (nowait) or systemd (Accept=yes) it serves the
+ * connection on fd 0/1; with -l it listens itself and forks one such
+ * session per connection. */
+#include <errno.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "ipaddr.h"
+#include "log.h"
+#include "smtpd.h"
+
+#define USAGE "usage: smtpd-lite [-qv] [-c CONFDIR] [-l ADDR:PORT]... [CHAIN...]"
+#define MAXLISTEN 8
+
+static char bindir_buf[PATH_MAX];
+
+const char *
+smtpd_bindir(const struct settings *s)
+{
+	ssize_t n;
+	char *slash;
+
+	if (s->bindir[0])
+		return s->bindir;
+	if (bindir_buf[0])
+		return bindir_buf;
+	n = readlink("/proc/self/exe", bindir_buf, sizeof bindir_buf - 1);
+	if (n <= 0)
+		return ".";
+	bindir_buf[n] = 0;
+	if ((slash = strrchr(bindir_buf, '/')))
+		*slash = 0;
+	return bindir_buf;
+}
+
+void
+drop_privileges(const struct settings *s)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0 && getuid() != 0)
+		return;
+	if (!(pw = getpwnam(s->user)))
+		die(EXIT_TEMP, "4.3.0 user %s (settings: user) does not exist", s->user);
+	if (pw->pw_uid == 0)
+		die(EXIT_TEMP, "4.3.0 refusing to handle mail as root (settings: user %s)", s->user);
+	if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0)
+		diesys(EXIT_TEMP, "4.3.0 cannot drop privileges to %s", s->user);
+	if (geteuid() == 0 || getuid() == 0)
+		die(EXIT_TEMP, "4.3.0 still root after dropping privileges");
+}
+
+/* Numeric form of a sockaddr into ip/port; IPv4-mapped becomes IPv4. */
+static void
+sa_format(const struct sockaddr_storage *ss, char *ip, size_t il, char *port, size_t pl)
+{
+	char tmp[INET6_ADDRSTRLEN];
+	struct ipaddr a;
+
+	ip[0] = port[0] = 0;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)ss;
+		inet_ntop(AF_INET, &s4->sin_addr, tmp, sizeof tmp);
+		snprintf(port, pl, "%u", ntohs(s4->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)ss;
+		inet_ntop(AF_INET6, &s6->sin6_addr, tmp, sizeof tmp);
+		snprintf(port, pl, "%u", ntohs(s6->sin6_port));
+	} else
+		return;
+	if (ip_parse(tmp, &a) == 0)
+		ip_format(&a, ip, il);
+	else
+		snprintf(ip, il, "%s", tmp);
+}
+
+static void
+norm_ip(char *ip, size_t len, const char *s)
+{
+	struct ipaddr a;
+
+	if (s && ip_parse(s, &a) == 0)
+		ip_format(&a, ip, len);
+	else
+		ip[0] = 0;
+}
+
+/* A reverse name is only used if it looks like a host name. */
+static void
+host_from_env(char *dst, size_t len)
+{
+	const char *h = getenv("TCPREMOTEHOST");
+
+	dst[0] = 0;
+	if (!h || strlen(h) >= len || strspn(h, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != strlen(h))
+		return;
+	snprintf(dst, len, "%s", h);
+}
+
+/* TCPREMOTEIP (tcpserver), REMOTE_ADDR (systemd), getpeername(0). */
+static void
+client_from_env(struct client *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	const char *e;
+	char pip[64], pport[16], lip[64], lport[16];
+
+	memset(c, 0, sizeof *c);
+	pip[0] = pport[0] = lip[0] = lport[0] = 0;
+	if (getpeername(0, (struct sockaddr *)&ss, &sl) == 0)
+		sa_format(&ss, pip, sizeof pip, pport, sizeof pport);
+	sl = sizeof ss;
+	if (getsockname(0, (struct sockaddr *)&ss, &sl) == 0)
+		sa_format(&ss, lip, sizeof lip, lport, sizeof lport);
+	if ((e = getenv("TCPREMOTEIP")) || (e = getenv("REMOTE_ADDR")))
+		norm_ip(c->ip, sizeof c->ip, e);
+	else
+		snprintf(c->ip, sizeof c->ip, "%s", pip);
+	if ((e = getenv("TCPREMOTEPORT")) || (e = getenv("REMOTE_PORT")))
+		snprintf(c->port, sizeof c->port, "%s", e);
+	else
+		snprintf(c->port, sizeof c->port, "%s", pport);
+	if ((e = getenv("TCPLOCALIP")))
+		norm_ip(c->localip, sizeof c->localip, e);
+	else
+		snprintf(c->localip, sizeof c->localip, "%s", lip);
+	snprintf(c->localport, sizeof c->localport, "%s",
+	    (e = getenv("TCPLOCALPORT")) ? e : lport);
+	host_from_env(c->host, sizeof c->host);
+	if (!c->ip[0])
+		log_warn("cannot tell the client's address (no TCPREMOTEIP, REMOTE_ADDR or socket)");
+	/* co-processes and the chain see the same */
+	(void)setenv("TCPREMOTEIP", c->ip, 1);
+}
+
+/* Serve the connection on fd 0/1 (called directly or in a listener's
+ * child). Never returns. */
+void
+serve_one(const struct settings *s, char **chain)
+{
+	struct client c;
+
+	drop_privileges(s);
+	signal(SIGPIPE, SIG_IGN);
+	client_from_env(&c);
+	policy_init(s, smtpd_bindir(s), c.ip, c.host, c.localip, c.localport, c.port);
+	session_run(s, &c, chain);
+	exit(0);
+}
+
+static char **
+chain_argv(const struct settings *s, int argc, char **argv)
+{
+	char **av;
+
+	if (argc > 0)
+		return argv;
+	if (s->chain) {
+		av = split_words(s->chain);
+		if (!av[0])
+			die(EXIT_TEMP, "4.3.0 settings: chain is empty");
+		return av;
+	}
+	av = xcalloc(4, sizeof *av);
+	av[0] = xmalloc(strlen(smtpd_bindir(s)) + sizeof "/deliver");
+	sprintf(av[0], "%s/deliver", smtpd_bindir(s));
+	av[1] = xstrdup("-c");
+	av[2] = xstrdup(s->confdir);
+	return av;
+}
+
+int
+main(int argc, char **argv)
+{
+	static struct settings s;
+	const char *confdir = NULL;
+	char *listen[MAXLISTEN], err[512];
+	int nlisten = 0, ch;
+
+	log_init("smtpd-lite", NULL);
+	while ((ch = getopt(argc, argv, "+c:l:qvh")) != -1) {
+		switch (ch) {
+		case 'c':
+			confdir = optarg;
+			break;
+		case 'l':
+			if (nlisten == MAXLISTEN)
+				die(EXIT_PERM, "at most %d -l options", MAXLISTEN);
+			listen[nlisten++] = optarg;
+			break;
+		case 'q':
+			log_verbose = 0;
+			break;
+		case 'v':
+			log_verbose++;
+			break;
+		case 'h':
+			puts(USAGE);
+			return 0;
+		default:
+			die(EXIT_PERM, "%s", USAGE);
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (settings_load(&s, settings_confdir(confdir), err, sizeof err) < 0)
+		die(EXIT_TEMP, "4.3.0 %s", err);
+	if (nlisten)
+		listen_run(&s, listen, nlisten, chain_argv(&s, argc, argv));
+	serve_one(&s, chain_argv(&s, argc, argv));
+	return 0;
+}

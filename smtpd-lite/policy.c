@@ -1,0 +1,511 @@
+/* policy.c: the policy chain, Postfix's SMTP access policy delegation
+ * protocol (SMTPD_POLICY_README): "name=value" lines and an empty line
+ * out, "action=..." and an empty line back, on a connection kept for
+ * the whole SMTP session.
+ *
+ * Services, asked in order: BINDIR/relaycheck -p -c CONFDIR (always
+ * first), then each "policy" line of the settings: exec:COMMAND (a
+ * co-process on a socketpair as its stdin/stdout), unix:PATH,
+ * inet:HOST:PORT. The first REJECT/DEFER/4xx/5xx wins; OK ends the
+ * chain; DUNNO, PREPEND, REDIRECT, DISCARD, INFO, WARN go on. A service
+ * that cannot be reached, dies, is slow or answers something we do not
+ * understand gives 451 4.3.0: we never accept on trouble. */
+#include <ctype.h>
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include "log.h"
+#include "smtpd.h"
+
+#define MAXSVC (SETTINGS_MAX_POLICY + 1)
+#define REPLY_CAP 4096
+
+enum skind { SK_EXEC, SK_UNIX, SK_INET };
+
+struct svc {
+	enum skind kind;
+	char **argv;		/* SK_EXEC */
+	char *where;		/* SK_UNIX path, SK_INET host:port */
+	char name[64];		/* for logs and Received-less decisions */
+	int fd;			/* -1: not connected */
+	pid_t pid;
+};
+
+static struct svc svcs[MAXSVC];
+static int nsvc;
+static long long tmo_ms;
+static char c_ip[64], c_name[256], c_lip[64], c_lport[16], c_rport[16];
+
+static const char *stage_names[] = { "CONNECT", "HELO", "EHLO", "MAIL", "RCPT" };
+
+static void
+svc_add(enum skind kind, const char *spec, const char *name)
+{
+	struct svc *v = &svcs[nsvc++];
+
+	memset(v, 0, sizeof *v);
+	v->kind = kind;
+	v->fd = -1;
+	if (kind == SK_EXEC)
+		v->argv = split_words(spec);
+	else
+		v->where = xstrdup(spec);
+	snprintf(v->name, sizeof v->name, "%s", name);
+}
+
+void
+policy_init(const struct settings *s, const char *bindir, const char *ip,
+    const char *name, const char *lip, const char *lport, const char *rport)
+{
+	struct svc *rc;
+	int i;
+
+	tmo_ms = s->timeout_policy * 1000;
+	snprintf(c_ip, sizeof c_ip, "%s", ip);
+	snprintf(c_name, sizeof c_name, "%s", name);
+	snprintf(c_lip, sizeof c_lip, "%s", lip);
+	snprintf(c_lport, sizeof c_lport, "%s", lport);
+	snprintf(c_rport, sizeof c_rport, "%s", rport);
+	/* relaycheck first, argv built directly: paths may hold blanks */
+	svc_add(SK_EXEC, "", "relaycheck");
+	rc = &svcs[0];
+	free_words(rc->argv);
+	rc->argv = xcalloc(5, sizeof *rc->argv);
+	rc->argv[0] = xmalloc(strlen(bindir) + sizeof "/relaycheck");
+	sprintf(rc->argv[0], "%s/relaycheck", bindir);
+	rc->argv[1] = xstrdup("-p");
+	rc->argv[2] = xstrdup("-c");
+	rc->argv[3] = xstrdup(s->confdir);
+	for (i = 0; i < s->npolicy && nsvc < MAXSVC; i++) {
+		const char *p = s->policy[i];
+		if (!strncmp(p, "exec:", 5))
+			svc_add(SK_EXEC, p + 5, p);
+		else if (!strncmp(p, "unix:", 5))
+			svc_add(SK_UNIX, p + 5, p);
+		else
+			svc_add(SK_INET, p + 5, p);
+	}
+}
+
+static int
+spawn(struct svc *v)
+{
+	int sv[2];
+	pid_t pid;
+
+	if (!v->argv[0])
+		return -1;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	if ((pid = fork()) < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		child_defaults();
+		if (dup2(sv[1], 0) < 0 || dup2(sv[1], 1) < 0)
+			_exit(111);
+		closefrom(3);
+		execvp(v->argv[0], v->argv);
+		log_warnsys("policy %s: cannot run %s", v->name, v->argv[0]);
+		_exit(111);
+	}
+	close(sv[1]);
+	v->pid = pid;
+	v->fd = sv[0];
+	return 0;
+}
+
+/* Non-blocking connect with the policy timeout. */
+static int
+connect_wait(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	int err = 0;
+	socklen_t el = sizeof err;
+
+	if (set_nonblock(fd) < 0)
+		return -1;
+	if (connect(fd, sa, len) == 0)
+		return 0;
+	if (errno != EINPROGRESS && errno != EAGAIN)
+		return -1;
+	if (wait_fd(fd, POLLOUT, now_ms() + tmo_ms) <= 0)
+		return -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err) {
+		errno = err ? err : errno;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+connect_unix(struct svc *v)
+{
+	struct sockaddr_un sun;
+	int fd;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlcpy(sun.sun_path, v->where, sizeof sun.sun_path) >= sizeof sun.sun_path) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -1;
+	if (connect_wait(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
+		close(fd);
+		return -1;
+	}
+	v->fd = fd;
+	return 0;
+}
+
+/* inet:HOST:PORT, HOST may be [v6]. */
+static int
+connect_inet(struct svc *v)
+{
+	char host[256], *port;
+	struct addrinfo hints, *res, *ai;
+	int fd = -1;
+
+	snprintf(host, sizeof host, "%s", v->where);
+	if (!(port = strrchr(host, ':'))) {
+		errno = EINVAL;
+		return -1;
+	}
+	*port++ = 0;
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		memmove(host, host + 1, strlen(host));
+		host[strlen(host) - 1] = 0;
+	}
+	memset(&hints, 0, sizeof hints);
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, port, &hints, &res) != 0) {
+		errno = EHOSTUNREACH;
+		return -1;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+			continue;
+		if (connect_wait(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		return -1;
+	v->fd = fd;
+	return 0;
+}
+
+static void
+svc_close(struct svc *v)
+{
+	if (v->fd >= 0)
+		close(v->fd);
+	v->fd = -1;
+	if (v->pid > 0) {
+		int st;
+		if (waitpid(v->pid, &st, WNOHANG) == 0) {
+			kill(v->pid, SIGTERM);
+			(void)waitpid(v->pid, &st, 0);
+		}
+	}
+	v->pid = 0;
+}
+
+static int
+svc_open(struct svc *v)
+{
+	if (v->fd >= 0)
+		return 0;
+	switch (v->kind) {
+	case SK_EXEC:
+		return spawn(v);
+	case SK_UNIX:
+		return connect_unix(v);
+	case SK_INET:
+		return connect_inet(v);
+	}
+	return -1;
+}
+
+static void
+attr(struct buf *b, const char *name, const char *val)
+{
+	buf_printf(b, "%s=%s\n", name, val ? val : "");
+}
+
+static void
+build_request(struct buf *b, const struct preq *q)
+{
+	char num[32];
+
+	buf_clear(b);
+	attr(b, "request", "smtpd_access_policy");
+	attr(b, "protocol_state", stage_names[q->stage]);
+	attr(b, "protocol_name", q->esmtp ? "ESMTP" : "SMTP");
+	attr(b, "client_address", c_ip);
+	attr(b, "client_name", c_name[0] ? c_name : "unknown");
+	attr(b, "reverse_client_name", c_name[0] ? c_name : "unknown");
+	attr(b, "client_port", c_rport);
+	attr(b, "server_address", c_lip);
+	attr(b, "server_port", c_lport);
+	attr(b, "helo_name", q->helo);
+	attr(b, "sender", q->sender);
+	attr(b, "recipient", q->recipient);
+	attr(b, "recipient_count", "0");
+	attr(b, "queue_id", "");
+	attr(b, "instance", q->instance);
+	snprintf(num, sizeof num, "%lld", q->size);
+	attr(b, "size", num);
+	buf_adds(b, "\n");
+}
+
+static int
+send_all(int fd, const char *s, size_t n, long long deadline)
+{
+	while (n > 0) {
+		ssize_t w;
+
+		if (wait_fd(fd, POLLOUT, deadline) <= 0)
+			return -1;
+		w = send(fd, s, n, MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return -1;
+		}
+		s += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Read up to the empty line that ends the reply; 0 ok, -1 trouble. */
+static int
+recv_reply(int fd, char *rep, size_t cap, long long deadline)
+{
+	size_t len = 0;
+
+	for (;;) {
+		ssize_t n;
+
+		if (wait_fd(fd, POLLIN, deadline) <= 0)
+			return -1;
+		n = read(fd, rep + len, cap - 1 - len);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0)
+			return -1;
+		len += (size_t)n;
+		rep[len] = 0;
+		if (memchr(rep, 0, len))
+			return -1;
+		if (len >= 2 && !strcmp(rep + len - 2, "\n\n"))
+			return 0;
+		if (len == 1 && rep[0] == '\n')
+			return -1;	/* an empty reply */
+		if (len >= cap - 1)
+			return -1;
+	}
+}
+
+/* The action= value of a reply, or NULL. */
+static char *
+reply_action(char *rep)
+{
+	char *line, *save = NULL;
+
+	for (line = strtok_r(rep, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		if (!strncmp(line, "action=", 7))
+			return line + 7;
+	return NULL;
+}
+
+static void
+set_reply(struct pres *r, int code, const char *dflt_x, const char *text, const char *svc)
+{
+	char clean[SMTP_REPLY_MAX - 20];
+	const char *x = dflt_x;
+
+	while (*text == ' ')
+		text++;
+	sanitize(clean, sizeof clean, text);
+	/* text may start with its own enhanced code "5.1.1 ..." */
+	if (isdigit((unsigned char)clean[0]) && clean[1] == '.' &&
+	    clean[0] == '0' + code / 100 && strchr(clean, ' ')) {
+		snprintf(r->reply, sizeof r->reply, "%d %s", code, clean);
+	} else
+		snprintf(r->reply, sizeof r->reply, "%d %s %s", code, x,
+		    clean[0] ? clean : (code >= 500 ? "Access denied" : "Try again later"));
+	r->code = code;
+	snprintf(r->service, sizeof r->service, "%s", svc);
+	if (code == 421 || code == 521)
+		r->disconnect = 1;
+}
+
+/* Mid-chain flags of one check. */
+struct flags {
+	int defer_if_permit, defer_if_reject;
+	char dip_text[256];
+	char dip_svc[64];
+};
+
+/* Apply one action. Returns 1 if the chain stops here. */
+static int
+apply(struct pres *r, struct flags *f, char *act, const char *svc)
+{
+	char *arg = act + strcspn(act, " \t");
+	size_t kl = (size_t)(arg - act);
+
+	while (*arg == ' ' || *arg == '\t')
+		arg++;
+#define IS(k) (kl == strlen(k) && !strncasecmp(act, k, kl))
+	if (IS("OK"))
+		return 1;
+	if (IS("DUNNO") || IS("INFO") || IS("WARN")) {
+		if (!IS("DUNNO"))
+			log_info("policy %s: %s", svc, act);
+		return 0;
+	}
+	if (IS("REJECT")) {
+		set_reply(r, f->defer_if_reject ? 450 : 554,
+		    f->defer_if_reject ? "4.7.1" : "5.7.1", arg, svc);
+		return 1;
+	}
+	if (IS("DEFER") || IS("DEFER_IF_PERMIT") || IS("DEFER_IF_REJECT")) {
+		if (IS("DEFER")) {
+			set_reply(r, 450, "4.7.1", arg, svc);
+			return 1;
+		}
+		if (IS("DEFER_IF_REJECT"))
+			f->defer_if_reject = 1;
+		else if (!f->defer_if_permit) {
+			f->defer_if_permit = 1;
+			snprintf(f->dip_text, sizeof f->dip_text, "%s", arg);
+			snprintf(f->dip_svc, sizeof f->dip_svc, "%s", svc);
+		}
+		return 0;
+	}
+	if (IS("DISCARD")) {
+		r->discard = 1;
+		return 0;
+	}
+	if (IS("PREPEND")) {
+		char h[1000];
+		sanitize(h, sizeof h, arg);
+		if (!strchr(h, ':') || h[0] == ' ' || h[0] == ':' || r->prepend.len > 8192)
+			goto garbage;
+		buf_printf(&r->prepend, "%s\n", h);
+		return 0;
+	}
+	if (IS("REDIRECT")) {
+		struct addr a;
+		if (addr_parse_path(arg, strlen(arg), &a, 0, 0, NULL))
+			goto garbage;
+		snprintf(r->redirect, sizeof r->redirect, "%s", a.full);
+		return 0;
+	}
+	if (kl == 3 && (act[0] == '4' || act[0] == '5') && isdigit((unsigned char)act[1]) &&
+	    isdigit((unsigned char)act[2])) {
+		int code = atoi(act);
+		if (code >= 500 && f->defer_if_reject)
+			set_reply(r, 450, "4.7.1", arg, svc);
+		else
+			set_reply(r, code, code >= 500 ? "5.7.1" : "4.7.1", arg, svc);
+		return 1;
+	}
+#undef IS
+garbage:
+	log_warn("policy %s: action not understood: %.200s", svc, act);
+	set_reply(r, 451, "4.3.0", "Policy service failure, try again later", svc);
+	return 1;
+}
+
+static int
+ask(struct svc *v, const struct buf *req, char *rep)
+{
+	long long deadline = now_ms() + tmo_ms;
+
+	if (svc_open(v) < 0) {
+		log_warnsys("policy %s: cannot connect", v->name);
+		return -1;
+	}
+	if (send_all(v->fd, req->s, req->len, deadline) < 0 ||
+	    recv_reply(v->fd, rep, REPLY_CAP, deadline) < 0) {
+		log_warn("policy %s: no valid answer (%s)", v->name,
+		    now_ms() >= deadline ? "timeout" : "dead or garbage");
+		svc_close(v);
+		return -1;
+	}
+	return 0;
+}
+
+void
+policy_check(const struct preq *q, struct pres *r)
+{
+	static char rep[REPLY_CAP];
+	struct buf req = BUF_INIT;
+	struct flags f;
+	int i;
+
+	memset(&f, 0, sizeof f);
+	r->code = 0;
+	r->disconnect = r->discard = 0;
+	r->reply[0] = r->service[0] = r->redirect[0] = 0;
+	buf_clear(&r->prepend);
+	build_request(&req, q);
+	for (i = 0; i < nsvc; i++) {
+		char *act;
+
+		if (ask(&svcs[i], &req, rep) < 0) {
+			set_reply(r, 451, "4.3.0", "Policy service unavailable, try again later",
+			    svcs[i].name);
+			break;
+		}
+		if (!(act = reply_action(rep))) {
+			log_warn("policy %s: reply without action=", svcs[i].name);
+			set_reply(r, 451, "4.3.0", "Policy service failure, try again later",
+			    svcs[i].name);
+			break;
+		}
+		log_debug("policy %s %s: action=%.200s", svcs[i].name,
+		    stage_names[q->stage], act);
+		snprintf(r->service, sizeof r->service, "%s", svcs[i].name);
+		if (apply(r, &f, act, svcs[i].name))
+			break;
+	}
+	buf_free(&req);
+	if (r->code == 0 && f.defer_if_permit)
+		set_reply(r, 450, "4.7.1", f.dip_text, f.dip_svc);
+	if (r->code)
+		r->discard = 0, r->redirect[0] = 0;
+}
+
+void
+pres_free(struct pres *r)
+{
+	buf_free(&r->prepend);
+}
+
+void
+policy_close(void)
+{
+	int i;
+
+	for (i = 0; i < nsvc; i++)
+		svc_close(&svcs[i]);
+}

@@ -1,0 +1,668 @@
+/* session.c: one SMTP session (RFC 5321) on fd 0/1.
+ *
+ * Every reply carries an enhanced status code (RFC 3463). Replies are
+ * queued by io.c and written when no more pipelined input is waiting,
+ * so they come out in order. The transaction's envelope is bounded:
+ * max_recipients addresses of at most 256 octets each. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "smtpd.h"
+
+struct sess {
+	const struct settings *s;
+	const struct client *c;
+	char **chain;
+	char sid[ID_LEN];
+	char helo[256];
+	int esmtp, greeted, denied;
+	long long errors, nmsg, nrcpt_total;
+	struct buf sprepend;	/* PREPEND from CONNECT/HELO */
+	/* the transaction */
+	int in_mail, rcpt_tried;
+	char sender[ADDR_PATH_MAX + 1];
+	long long size;
+	struct buf rcpts;	/* "a\nb\n" */
+	long long nrcpt;
+	char first_rcpt[ADDR_PATH_MAX + 1];
+	struct buf tprepend;
+	int discard;
+	char redirect[ADDR_PATH_MAX + 1];
+};
+
+static void reply(struct sess *ss, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+reply(struct sess *ss, const char *fmt, ...)
+{
+	char line[SMTP_REPLY_MAX + 8];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof line - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n > sizeof line - 3)
+		n = (int)(sizeof line - 3);
+	line[n++] = '\r';
+	line[n++] = '\n';
+	io_put(line, (size_t)n);
+	if (log_verbose >= 2 && (line[0] == '4' || line[0] == '5'))
+		log_info("reply %.*s", n - 2, line);
+}
+
+static void __attribute__((noreturn))
+finish(struct sess *ss, const char *why)
+{
+	if (io_flush() < 0)
+		log_warnsys("write to client failed");
+	policy_close();
+	log_info("disconnect ip=%s %s messages=%lld recipients=%lld errors=%lld",
+	    ss->c->ip, why, ss->nmsg, ss->nrcpt_total, ss->errors);
+	exit(0);
+}
+
+static void
+reset_tx(struct sess *ss)
+{
+	ss->in_mail = ss->rcpt_tried = 0;
+	ss->sender[0] = ss->first_rcpt[0] = ss->redirect[0] = 0;
+	ss->size = 0;
+	ss->nrcpt = 0;
+	ss->discard = 0;
+	buf_clear(&ss->rcpts);
+	buf_clear(&ss->tprepend);
+}
+
+/* A bad command: its reply, or 421 when there have been too many. */
+static void bad(struct sess *ss, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+bad(struct sess *ss, const char *fmt, ...)
+{
+	char line[SMTP_REPLY_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	if (++ss->errors > ss->s->max_errors) {
+		reply(ss, "421 4.7.0 %s Error: too many errors, closing connection",
+		    ss->s->hostname);
+		finish(ss, "too-many-errors");
+	}
+	reply(ss, "%s", line);
+}
+
+static void
+esc(char *dst, size_t len, const char *s)
+{
+	log_esc(dst, len, s, strlen(s));
+}
+
+static void
+ask_policy(struct sess *ss, enum pstage st, const char *rcpt, struct pres *r)
+{
+	struct preq q;
+
+	memset(&q, 0, sizeof q);
+	q.stage = st;
+	q.helo = ss->helo;
+	q.sender = ss->in_mail || st == PS_MAIL ? ss->sender : "";
+	q.recipient = rcpt ? rcpt : "";
+	q.instance = ss->sid;
+	q.size = ss->size;
+	q.esmtp = ss->esmtp;
+	policy_check(&q, r);
+	if (r->disconnect) {
+		reply(ss, "%s", r->reply);
+		finish(ss, "policy-disconnect");
+	}
+}
+
+/* ---- commands ---- */
+
+static void
+greet(struct sess *ss)
+{
+	struct pres r;
+
+	memset(&r, 0, sizeof r);
+	ask_policy(ss, PS_CONNECT, NULL, &r);
+	if (r.code >= 500) {
+		const char *t = r.reply + 4;
+		ss->denied = 1;
+		log_info("connect denied ip=%s service=%s reply=%s", ss->c->ip, r.service, r.reply);
+		reply(ss, "554 %s", t);
+	} else if (r.code) {
+		log_info("connect deferred ip=%s service=%s reply=%s", ss->c->ip, r.service, r.reply);
+		reply(ss, "421 %s", r.reply + 4);
+		pres_free(&r);
+		finish(ss, "deferred");
+	} else {
+		buf_add(&ss->sprepend, r.prepend.s, r.prepend.len);
+		reply(ss, "220 %s ESMTP", ss->s->hostname);
+	}
+	pres_free(&r);
+}
+
+static void
+cmd_helo(struct sess *ss, char *arg, int esmtp)
+{
+	char name[256], e[600];
+	size_t i, l = strcspn(arg, " ");
+	struct pres r;
+
+	if (!*arg || l >= sizeof name) {
+		bad(ss, "501 5.5.4 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
+		return;
+	}
+	memcpy(name, arg, l);
+	name[l] = 0;
+	for (i = 0; i < l; i++)
+		if ((unsigned char)name[i] <= ' ' || (unsigned char)name[i] >= 0x7f) {
+			bad(ss, "501 5.5.4 Invalid hostname");
+			return;
+		}
+	memset(&r, 0, sizeof r);
+	reset_tx(ss);
+	snprintf(ss->helo, sizeof ss->helo, "%s", name);
+	ss->esmtp = esmtp;
+	ask_policy(ss, esmtp ? PS_EHLO : PS_HELO, NULL, &r);
+	esc(e, sizeof e, name);
+	if (r.code) {
+		log_info("helo %s rejected service=%s reply=%s", e, r.service, r.reply);
+		ss->helo[0] = 0;
+		ss->greeted = 0;
+		reply(ss, "%s", r.reply);
+		pres_free(&r);
+		return;
+	}
+	log_info("helo %s %s", esmtp ? "esmtp" : "smtp", e);
+	ss->greeted = 1;
+	buf_add(&ss->sprepend, r.prepend.s, r.prepend.len);
+	pres_free(&r);
+	if (!esmtp) {
+		reply(ss, "250 %s", ss->s->hostname);
+		return;
+	}
+	reply(ss, "250-%s", ss->s->hostname);
+	reply(ss, "250-PIPELINING");
+	reply(ss, "250-SIZE %lld", ss->s->max_size);
+	reply(ss, "250-8BITMIME");
+	reply(ss, "250 ENHANCEDSTATUSCODES");
+}
+
+/* "FROM:" / "TO:" then the path; returns the path start or NULL. */
+static char *
+after_keyword(char *arg, const char *kw)
+{
+	size_t l = strlen(kw);
+
+	if (strncasecmp(arg, kw, l))
+		return NULL;
+	arg += l;
+	while (*arg == ' ')
+		arg++;
+	return *arg ? arg : NULL;
+}
+
+/* MAIL parameters; 0 ok, -1 replied. */
+static int
+mail_params(struct sess *ss, const char *p)
+{
+	char kv[SMTP_LINE_MAX];
+
+	while (*p) {
+		size_t l = strcspn(p, " ");
+		char *v;
+
+		snprintf(kv, sizeof kv, "%.*s", (int)l, p);
+		p += l;
+		while (*p == ' ')
+			p++;
+		v = strchr(kv, '=');
+		if (v)
+			*v++ = 0;
+		if (!ss->esmtp) {
+			bad(ss, "555 5.5.4 Parameters not allowed after HELO");
+			return -1;
+		}
+		if (!strcasecmp(kv, "SIZE") && v) {
+			char *end;
+			unsigned long long n;
+			errno = 0;
+			n = strtoull(v, &end, 10);
+			if (!*v || *end || *v == '-') {
+				bad(ss, "501 5.5.4 Bad SIZE parameter");
+				return -1;
+			}
+			if (errno == ERANGE || n > (unsigned long long)ss->s->max_size) {
+				reply(ss, "552 5.3.4 Message size exceeds fixed limit");
+				return -1;
+			}
+			ss->size = (long long)n;
+		} else if (!strcasecmp(kv, "BODY") && v) {
+			if (strcasecmp(v, "7BIT") && strcasecmp(v, "8BITMIME")) {
+				bad(ss, "501 5.5.4 Bad BODY parameter");
+				return -1;
+			}
+		} else {
+			char e[300];
+			esc(e, sizeof e, kv);
+			bad(ss, "555 5.5.4 Unsupported parameter %s", e);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void
+cmd_mail(struct sess *ss, char *arg)
+{
+	struct addr a;
+	const char *rest, *why;
+	char *path;
+	char e[600];
+	struct pres r;
+
+	if (!ss->greeted) {
+		bad(ss, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (ss->in_mail) {
+		bad(ss, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	if (!(path = after_keyword(arg, "FROM:"))) {
+		bad(ss, "501 5.5.4 Syntax: MAIL FROM:<address>");
+		return;
+	}
+	if ((why = addr_parse_path(path, strlen(path), &a, 1, 0, &rest))) {
+		bad(ss, "501 5.1.7 Bad sender address syntax (%s)", why);
+		return;
+	}
+	ss->size = 0;
+	if (mail_params(ss, rest) < 0)
+		return;
+	snprintf(ss->sender, sizeof ss->sender, "%s", a.full);
+	memset(&r, 0, sizeof r);
+	ask_policy(ss, PS_MAIL, NULL, &r);
+	esc(e, sizeof e, a.full);
+	if (r.code) {
+		log_info("mail from=<%s> rejected service=%s reply=%s", e, r.service, r.reply);
+		reply(ss, "%s", r.reply);
+		ss->sender[0] = 0;
+		pres_free(&r);
+		return;
+	}
+	log_info("mail from=<%s> size=%lld", e, ss->size);
+	ss->in_mail = 1;
+	buf_add(&ss->tprepend, r.prepend.s, r.prepend.len);
+	if (r.discard)
+		ss->discard = 1;
+	if (r.redirect[0])
+		snprintf(ss->redirect, sizeof ss->redirect, "%s", r.redirect);
+	pres_free(&r);
+	reply(ss, "250 2.1.0 Ok");
+}
+
+static void
+rcpt_accept(struct sess *ss, const struct addr *a, struct pres *r)
+{
+	if (ss->nrcpt == 0)
+		snprintf(ss->first_rcpt, sizeof ss->first_rcpt, "%s", a->full);
+	buf_printf(&ss->rcpts, "%s\n", a->full);
+	ss->nrcpt++;
+	ss->nrcpt_total++;
+	buf_add(&ss->tprepend, r->prepend.s, r->prepend.len);
+	if (r->discard)
+		ss->discard = 1;
+	if (r->redirect[0])
+		snprintf(ss->redirect, sizeof ss->redirect, "%s", r->redirect);
+}
+
+static void
+cmd_rcpt(struct sess *ss, char *arg)
+{
+	struct addr a;
+	const char *rest, *why;
+	char *path, e[600];
+	struct pres r;
+
+	if (!ss->in_mail) {
+		bad(ss, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (!(path = after_keyword(arg, "TO:"))) {
+		bad(ss, "501 5.5.4 Syntax: RCPT TO:<address>");
+		return;
+	}
+	if ((why = addr_parse_path(path, strlen(path), &a, 0, 1, &rest))) {
+		bad(ss, "501 5.1.3 Bad recipient address syntax (%s)", why);
+		return;
+	}
+	if (*rest) {
+		esc(e, sizeof e, rest);
+		bad(ss, "555 5.5.4 Unsupported parameter %s", e);
+		return;
+	}
+	ss->rcpt_tried = 1;
+	esc(e, sizeof e, a.full);
+	if (ss->nrcpt >= ss->s->max_recipients) {
+		log_info("rcpt to=<%s> rejected reason=too-many-recipients", e);
+		reply(ss, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	memset(&r, 0, sizeof r);
+	ask_policy(ss, PS_RCPT, a.full, &r);
+	if (r.code) {
+		log_info("rcpt to=<%s> rejected service=%s reply=%s", e, r.service, r.reply);
+		reply(ss, "%s", r.reply);
+	} else {
+		log_info("rcpt to=<%s> accepted service=%s", e, r.service);
+		rcpt_accept(ss, &a, &r);
+		reply(ss, "250 2.1.5 Ok");
+	}
+	pres_free(&r);
+}
+
+/* Open the spool file, unlinked at once: nothing is left behind
+ * whatever happens to us; the chain reads it through the descriptor. */
+static int
+spool_open(struct sess *ss, const char *id)
+{
+	char path[4200];
+	int fd;
+
+	if (snprintf(path, sizeof path, "%s/%s", ss->s->spooldir, id) >= (int)sizeof path) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	if (unlink(path) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int
+write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int
+write_headers(struct sess *ss, int fd, const char *id)
+{
+	struct buf h = BUF_INIT;
+	char date[64], host[256];
+	int rc;
+
+	rfc5322_date(date, sizeof date);
+	sanitize(host, sizeof host, ss->c->host);
+	buf_add(&h, ss->sprepend.s, ss->sprepend.len);
+	buf_add(&h, ss->tprepend.s, ss->tprepend.len);
+	buf_printf(&h, "Received: from %s (%s%s[%s])\n\tby %s (smtpd-lite) with %s id %s\n",
+	    ss->helo, host, host[0] ? " " : "", ss->c->ip, ss->s->hostname,
+	    ss->esmtp ? "ESMTP" : "SMTP", id);
+	if (ss->nrcpt == 1)
+		buf_printf(&h, "\tfor <%s>; %s\n", ss->first_rcpt, date);
+	else
+		buf_printf(&h, "\t; %s\n", date);
+	rc = write_all(fd, h.s, h.len);
+	buf_free(&h);
+	return rc;
+}
+
+/* After the text: the reply for what data_read found. */
+static int
+data_verdict(struct sess *ss, const struct data_result *d, int fd, const char *id,
+    char *rep, size_t rlen)
+{
+	struct chain_env ce;
+	struct buf redir = BUF_INIT;
+	int code;
+
+	if (d->ioerr) {
+		errno = d->ioerr;
+		log_warnsys("spool write failed id=%s", id);
+		snprintf(rep, rlen, "451 4.3.0 Error: cannot store message, try again later");
+		return 451;
+	}
+	if (d->bare) {
+		snprintf(rep, rlen, "554 5.5.2 Error: bare CR or LF in message text; lines must end with CRLF");
+		return 554;
+	}
+	if (d->nul) {
+		snprintf(rep, rlen, "554 5.6.0 Error: NUL character in message text");
+		return 554;
+	}
+	if (d->toobig) {
+		snprintf(rep, rlen, "552 5.3.4 Error: message size exceeds fixed limit");
+		return 552;
+	}
+	if (d->hops) {
+		snprintf(rep, rlen, "554 5.4.6 Error: too many hops (mail loop?)");
+		return 554;
+	}
+	if (ss->discard) {
+		log_info("data id=%s discarded by policy", id);
+		snprintf(rep, rlen, "250 2.0.0 Ok %s", id);
+		return 250;
+	}
+	if (fsync(fd) < 0 && errno != EINVAL) {
+		log_warnsys("spool fsync failed id=%s", id);
+		snprintf(rep, rlen, "451 4.3.0 Error: cannot store message, try again later");
+		return 451;
+	}
+	if (ss->redirect[0])
+		buf_printf(&redir, "%s\n", ss->redirect);
+	ce.sender = ss->sender;
+	ce.helo = ss->helo;
+	ce.ip = ss->c->ip;
+	ce.host = ss->c->host;
+	ce.id = id;
+	ce.rcpts = ss->redirect[0] ? &redir : &ss->rcpts;
+	code = chain_run(ss->chain, fd, &ce, ss->s->timeout_chain, rep, rlen);
+	buf_free(&redir);
+	return code;
+}
+
+static void
+do_data(struct sess *ss, int fd, const char *id)
+{
+	struct data_result d;
+	char rep[SMTP_REPLY_MAX];
+	int code;
+
+	reply(ss, "354 End data with <CR><LF>.<CR><LF>");
+	io_timeout(ss->s->timeout_data);
+	data_read(fd, ss->s->max_size, ss->s->max_hops, &d);
+	io_timeout(ss->s->timeout_command);
+	if (d.eof) {
+		close(fd);
+		log_info("data id=%s lost connection after %lld bytes, nothing delivered", id, d.size);
+		finish(ss, "lost-in-data");
+	}
+	if (d.timeout) {
+		close(fd);
+		log_info("data id=%s timeout after %lld bytes, nothing delivered", id, d.size);
+		reply(ss, "421 4.4.2 %s Error: timeout exceeded", ss->s->hostname);
+		finish(ss, "timeout");
+	}
+	code = data_verdict(ss, &d, fd, id, rep, sizeof rep);
+	close(fd);
+	if (code == 250)
+		ss->nmsg++;
+	log_info("data id=%s size=%lld rcpts=%lld reply=%s", id, d.size, ss->nrcpt, rep);
+	reply(ss, "%s", rep);
+	reset_tx(ss);
+}
+
+static void
+cmd_data(struct sess *ss, char *arg)
+{
+	char id[ID_LEN];
+	int fd;
+
+	if (*arg) {
+		bad(ss, "501 5.5.4 Syntax: DATA");
+		return;
+	}
+	if (!ss->in_mail) {
+		bad(ss, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (ss->nrcpt == 0) {
+		if (ss->rcpt_tried)
+			reply(ss, "554 5.5.1 Error: no valid recipients");
+		else
+			bad(ss, "503 5.5.1 Error: need RCPT command");
+		return;
+	}
+	make_id(id, sizeof id);
+	if ((fd = spool_open(ss, id)) < 0 || write_headers(ss, fd, id) < 0) {
+		log_warnsys("cannot create spool file in %s", ss->s->spooldir);
+		if (fd >= 0)
+			close(fd);
+		reply(ss, "451 4.3.0 Error: cannot store message, try again later");
+		return;
+	}
+	do_data(ss, fd, id);
+}
+
+static int
+noarg(struct sess *ss, const char *arg, const char *cmd)
+{
+	if (*arg) {
+		bad(ss, "501 5.5.4 Syntax: %s", cmd);
+		return 0;
+	}
+	return 1;
+}
+
+static const char *const notimpl[] = {
+	"STARTTLS", "AUTH", "BDAT", "ETRN", "TURN", "ATRN", "SEND", "SOML", "SAML", NULL
+};
+
+static void
+dispatch(struct sess *ss, char *line)
+{
+	char *arg = line + strcspn(line, " ");
+	size_t vl = (size_t)(arg - line);
+	int i;
+
+	while (*arg == ' ')
+		arg++;
+#define V(k) (vl == strlen(k) && !strncasecmp(line, k, vl))
+	if (V("QUIT")) {
+		if (noarg(ss, arg, "QUIT")) {
+			reply(ss, "221 2.0.0 %s closing connection", ss->s->hostname);
+			finish(ss, "quit");
+		}
+	} else if (ss->denied)
+		bad(ss, "503 5.7.1 Error: access denied, only QUIT is allowed");
+	else if (V("EHLO") || V("HELO"))
+		cmd_helo(ss, arg, V("EHLO"));
+	else if (V("MAIL"))
+		cmd_mail(ss, arg);
+	else if (V("RCPT"))
+		cmd_rcpt(ss, arg);
+	else if (V("DATA"))
+		cmd_data(ss, arg);
+	else if (V("RSET")) {
+		if (noarg(ss, arg, "RSET")) {
+			reset_tx(ss);
+			reply(ss, "250 2.0.0 Ok");
+		}
+	} else if (V("NOOP"))
+		reply(ss, "250 2.0.0 Ok");
+	else if (V("HELP"))
+		reply(ss, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY");
+	else if (V("VRFY")) {
+		if (!*arg)
+			bad(ss, "501 5.5.4 Syntax: VRFY address");
+		else
+			reply(ss, "252 2.5.2 Cannot VRFY user, but will accept message and attempt delivery");
+	} else if (V("EXPN"))
+		reply(ss, "502 5.5.1 Error: EXPN not supported");
+	else {
+		for (i = 0; notimpl[i]; i++)
+			if (V(notimpl[i])) {
+				bad(ss, "502 5.5.1 Error: command not implemented");
+				return;
+			}
+		bad(ss, "500 5.5.2 Error: command not recognized");
+	}
+#undef V
+}
+
+static void
+read_commands(struct sess *ss)
+{
+	char line[SMTP_LINE_MAX + 1];
+
+	for (;;) {
+		size_t len;
+		int toolong;
+		int rc = io_getline(line, &len, &toolong);
+
+		if (rc == IO_TIMEOUT) {
+			reply(ss, "421 4.4.2 %s Error: timeout exceeded", ss->s->hostname);
+			finish(ss, "timeout");
+		}
+		if (rc != IO_OK)
+			finish(ss, "lost-connection");
+		if (toolong)
+			bad(ss, "500 5.5.2 Error: line too long");
+		else if (memchr(line, 0, len))
+			bad(ss, "500 5.5.2 Error: NUL character in command");
+		else if (len == 0)
+			bad(ss, "500 5.5.2 Error: bad syntax");
+		else
+			dispatch(ss, line);
+	}
+}
+
+void
+session_run(const struct settings *s, const struct client *c, char **chain)
+{
+	static struct sess ss;
+	char ename[600];
+
+	memset(&ss, 0, sizeof ss);
+	ss.s = s;
+	ss.c = c;
+	ss.chain = chain;
+	make_id(ss.sid, sizeof ss.sid);
+	log_init("smtpd-lite", ss.sid);
+	esc(ename, sizeof ename, c->host);
+	log_info("connect ip=%s port=%s name=%s local=%s:%s", c->ip, c->port,
+	    c->host[0] ? ename : "unknown", c->localip, c->localport);
+	io_init(0, 1);
+	io_timeout(s->timeout_command);
+	greet(&ss);
+	read_commands(&ss);
+}

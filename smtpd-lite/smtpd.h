@@ -1,0 +1,110 @@
+/* smtpd.h: private interfaces of smtpd-lite (see doc/smtpd-lite.8).
+ *
+ * One process serves one SMTP connection on fd 0/1 (session.c). The
+ * parts: io.c (client I/O with timeouts, output held back while more
+ * pipelined input is waiting), data.c (DATA text -> spool file),
+ * policy.c (Postfix policy delegation clients), chain.c (the delivery
+ * chain), listen.c (the own -l listener), util.c (ids, dates, argv). */
+#ifndef SMTPD_H
+#define SMTPD_H
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "addr.h"
+#include "buf.h"
+#include "settings.h"
+
+#define SMTP_LINE_MAX 512	/* RFC 5321 4.5.3.1.4, CRLF included */
+#define SMTP_REPLY_MAX 512	/* text we put in one reply line */
+#define ID_LEN 32
+
+/* ---- io.c: the client connection ---- */
+enum { IO_OK = 1, IO_EOF = 0, IO_TIMEOUT = -1, IO_ERR = -2 };
+void io_init(int rfd, int wfd);
+void io_timeout(long long secs);	/* for the next reads */
+/* Read one command line (without CR LF) into line (SMTP_LINE_MAX bytes).
+ * *toolong is set when the line had to be cut (the rest is skipped up
+ * to the next LF). Returns IO_OK, IO_EOF, IO_TIMEOUT or IO_ERR. */
+int io_getline(char *line, size_t *len, int *toolong);
+/* Buffered bytes for the DATA reader: fills the buffer (flushing our
+ * output first) when it is empty. p and n point at what is buffered. */
+int io_fill(const char **p, size_t *n);
+void io_consume(size_t n);
+void io_put(const char *s, size_t n);
+int io_flush(void);		/* 0 ok, -1 the client is gone */
+
+/* ---- util.c ---- */
+void make_id(char *dst, size_t len);	/* Maildir-safe, unique */
+void rfc5322_date(char *dst, size_t len);
+/* Split s at blanks into a NULL-terminated argv (malloc'ed copy). */
+char **split_words(const char *s);
+void free_words(char **av);
+/* Printable-ASCII copy of s (others dropped), at most len-1 bytes. */
+void sanitize(char *dst, size_t len, const char *s);
+int set_nonblock(int fd);
+/* Wait until fd is ready (POLLIN/POLLOUT) until deadline_ms
+ * (monotonic); 1 ready, 0 timeout, -1 error. */
+int wait_fd(int fd, short ev, long long deadline_ms);
+long long now_ms(void);
+void child_defaults(void);	/* signal dispositions for exec'd children */
+
+/* ---- policy.c ---- */
+enum pstage { PS_CONNECT, PS_HELO, PS_EHLO, PS_MAIL, PS_RCPT };
+struct preq {			/* what the services are told */
+	enum pstage stage;
+	const char *helo, *sender, *recipient, *instance;
+	long long size;
+	int esmtp;
+};
+struct pres {
+	int code;		/* 0 = accepted (OK/DUNNO), else the reply code */
+	char reply[SMTP_REPLY_MAX];	/* "554 5.7.1 text" when code != 0 */
+	char service[64];	/* who decided (or failed) */
+	int disconnect;		/* 421/521: reply then close */
+	int discard;		/* DISCARD: take the message, drop it */
+	char redirect[ADDR_PATH_MAX + 1];	/* REDIRECT addr, "" none */
+	struct buf prepend;	/* PREPEND headers, "Name: value\n" each */
+};
+void policy_init(const struct settings *s, const char *bindir,
+    const char *ip, const char *name, const char *localip, const char *localport,
+    const char *remoteport);
+void policy_check(const struct preq *q, struct pres *r);
+void pres_free(struct pres *r);
+void policy_close(void);
+
+/* ---- chain.c ---- */
+struct chain_env {
+	const char *sender, *helo, *ip, *host, *id;
+	const struct buf *rcpts;	/* "a\nb\n" */
+};
+/* Run argv with the spool fd as stdin. Fills reply ("250 ..."/"554
+ * ..."/"451 ...") and returns the reply code. */
+int chain_run(char **argv, int spoolfd, const struct chain_env *e,
+    long long timeout, char *reply, size_t rlen);
+
+/* ---- data.c ---- */
+struct data_result {
+	long long size;		/* bytes of message text (LF ends) */
+	int eof;		/* the client went away: nothing done */
+	int timeout;
+	int toobig, bare, nul, hops, ioerr;
+};
+/* Read DATA text up to CRLF.CRLF into fd (after the already written
+ * header lines). */
+void data_read(int fd, long long max_size, long long max_hops, struct data_result *r);
+
+/* ---- session.c ---- */
+struct client {
+	char ip[64], port[16], host[256];	/* host: "" unknown */
+	char localip[64], localport[16];
+};
+void session_run(const struct settings *s, const struct client *c, char **chain);
+
+/* ---- listen.c ---- */
+void listen_run(const struct settings *s, char **addrs, int naddrs, char **chain);
+
+/* ---- main.c ---- */
+const char *smtpd_bindir(const struct settings *s);
+void drop_privileges(const struct settings *s);
+void serve_one(const struct settings *s, char **chain) __attribute__((noreturn));
+#endif

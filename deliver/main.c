@@ -1,0 +1,388 @@
+/* deliver: local delivery into Maildirs; everything else into the queue.
+ * See doc/deliver.8 for the contract (envelope, exit codes, folders). */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "deliver.h"
+#include "log.h"
+#include "queue.h"
+
+#define USAGE "usage: deliver [-c confdir] [-f sender] [-F folder] [-tDxv] [recipient ...]\n" \
+	"  envelope from SENDER and RECIPIENTS (one a line) unless given here;\n" \
+	"  the message on stdin. Exit 0 done, 100 permanent, 111 temporary\n" \
+	"  (-x: 0, 67 no such user / 100 other permanent, 75 temporary).\n"
+
+static int sysexits;		/* -x */
+
+static int
+exit_code(int code, const char *reason)
+{
+	if (!sysexits || code == 0)
+		return code;
+	if (code == EXIT_TEMP)
+		return 75;	/* EX_TEMPFAIL */
+	if (!strncmp(reason, "5.1.1", 5))
+		return 67;	/* EX_NOUSER */
+	return 100;
+}
+
+/* The last line of stderr is the reason: "5.x.y text" or "4.x.y text". */
+static void __attribute__((noreturn))
+finish(int code, const char *reason)
+{
+	fflush(stderr);
+	fprintf(stderr, "%s\n", reason);
+	fflush(stderr);
+	exit(exit_code(code, reason));
+}
+
+static void
+on_alarm(int sig)
+{
+	static const char m[] = "4.3.0 delivery timed out\n";
+
+	(void)sig;
+	(void)!write(2, m, sizeof m - 1);
+	_exit(sysexits ? 75 : EXIT_TEMP);
+}
+
+static void
+drop_privileges(const struct settings *s)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0)
+		return;
+	if (!(pw = getpwnam(s->user)) || pw->pw_uid == 0)
+		finish(EXIT_TEMP, "4.3.5 deliver runs as root and the settings user is unknown or root");
+	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+		finish(EXIT_TEMP, "4.3.0 cannot drop root privileges");
+}
+
+/* The sender as it goes into Return-Path: parsed when it parses; MDA
+ * use may hand odd but harmless strings (no blanks, brackets, controls). */
+static const char *
+check_sender(const char *in, char *out, size_t outlen)
+{
+	struct addr a;
+	const char *p;
+
+	if (!*in || !strcmp(in, "<>")) {
+		out[0] = 0;
+		return NULL;
+	}
+	if (!addr_parse_path(in, strlen(in), &a, 1, 1, NULL)) {
+		strlcpy(out, a.full, outlen);
+		return NULL;
+	}
+	if (strlen(in) > ADDR_PATH_MAX)
+		return "5.1.7 sender address too long";
+	for (p = in; *p; p++)
+		if ((unsigned char)*p <= ' ' || *p == 0x7f || strchr("<>\\\"", *p))
+			return "5.1.7 bad sender address syntax";
+	strlcpy(out, in, outlen);
+	return NULL;
+}
+
+/* FOLDERS: "recipient folder" lines (ruleproc's folder action). */
+static const char *
+folder_for(const char *folders, const char *key, char *buf, size_t len)
+{
+	const char *p = folders, *e, *sp;
+
+	while (p && *p) {
+		e = strchr(p, '\n');
+		sp = memchr(p, ' ', e ? (size_t)(e - p) : strlen(p));
+		if (!sp)
+			sp = memchr(p, '\t', e ? (size_t)(e - p) : strlen(p));
+		if (sp && (size_t)(sp - p) == strlen(key) && !strncasecmp(p, key, strlen(key))) {
+			size_t n = e ? (size_t)(e - sp - 1) : strlen(sp + 1);
+			if (n >= len)
+				n = len - 1;
+			memcpy(buf, sp + 1, n);
+			buf[n] = 0;
+			return buf;
+		}
+		p = e ? e + 1 : NULL;
+	}
+	return NULL;
+}
+
+static void
+set_folders(struct rcpt *r, const char *folder, int tagfolders)
+{
+	char norm[MAILDIR_FOLDER_MAX + 1], esc[400];
+	int optional = 0;
+	size_t j;
+
+	if (!folder && tagfolders && r->tag[0]) {
+		folder = r->tag;	/* user+tag: the folder "tag", if it exists */
+		optional = 1;
+	}
+	if (!folder)
+		return;
+	if (maildir_folder_name(folder, norm, sizeof norm) < 0) {
+		if (!optional)
+			log_warn("rcpt=<%s> unusable folder name %s, delivering to INBOX", r->key,
+			    log_esc(esc, sizeof esc, folder, strlen(folder)));
+		return;
+	}
+	for (j = 0; j < r->nt; j++)
+		if (r->t[j].kind == T_MAILDIR) {
+			free(r->t[j].folder);
+			r->t[j].folder = xstrdup(norm);
+			r->t[j].folder_optional = optional;
+		}
+}
+
+static int
+open_table(struct table *t, const char *confdir, const char *name)
+{
+	if (table_open(t, confdir, name) == 0)
+		return 1;
+	log_warnsys("cannot open %s/%s.cdb", confdir, name);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct settings s;
+	struct tables tb;
+	struct local_ctx lc;
+	struct msg m;
+	struct rcpt *r = NULL;
+	size_t nr = 0, i, j;
+	const char *confopt = NULL, *sender_in = NULL, *folder = NULL, *why;
+	char err[600], sender[ADDR_PATH_MAX + 1], esc[700];
+	int c, tagfolders = 0, percopy = 0, spoolfd = -1;
+	int ndone = 0, nremote = 0, ntemp = 0, nperm = 0;
+	const char *first_temp = NULL, *first_perm = NULL;
+	struct buf rlist = BUF_INIT;
+
+	log_init("deliver", getenv("MXID"));
+	while ((c = getopt(argc, argv, "c:f:F:tDxvh")) != -1) {
+		switch (c) {
+		case 'c': confopt = optarg; break;
+		case 'f': sender_in = optarg; break;
+		case 'F': folder = optarg; break;
+		case 't': tagfolders = 1; break;
+		case 'D': percopy = 1; break;
+		case 'x': sysexits = 1; break;
+		case 'v': log_verbose++; break;
+		case 'h': fputs(USAGE, stdout); return 0;
+		default:
+			fputs(USAGE, stderr);
+			finish(EXIT_PERM, "5.3.5 deliver: usage error");
+		}
+	}
+	if (settings_load(&s, settings_confdir(confopt), err, sizeof err) < 0) {
+		log_warn("%s", err);
+		finish(EXIT_TEMP, "4.3.5 cannot load the settings");
+	}
+	drop_privileges(&s);
+	signal(SIGALRM, on_alarm);
+	alarm((unsigned)s.timeout_chain);
+
+	/* the envelope */
+	if (!sender_in)
+		sender_in = getenv("SENDER");
+	if ((why = check_sender(sender_in ? sender_in : "", sender, sizeof sender)))
+		finish(EXIT_PERM, why);
+	if (optind < argc) {
+		for (i = (size_t)optind; i < (size_t)argc; i++)
+			buf_printf(&rlist, "%s\n", argv[i]);
+	} else if (getenv("RECIPIENTS"))
+		buf_adds(&rlist, getenv("RECIPIENTS"));
+	if (!folder)
+		folder = getenv("FOLDER");
+	if (folder && !*folder)
+		folder = NULL;
+
+	memset(&tb, 0, sizeof tb);
+	tb.have_domains = open_table(&tb.domains, s.confdir, "domains");
+	tb.have_mailboxes = open_table(&tb.mailboxes, s.confdir, "mailboxes");
+	for (char *p = rlist.s, *e; p && *p; p = e ? e + 1 : NULL) {
+		struct rcpt x;
+		char fb[MAILDIR_FOLDER_MAX * 2];
+		const char *f;
+		if ((e = strchr(p, '\n')))
+			*e = 0;
+		if (!*p)
+			continue;
+		memset(&x, 0, sizeof x);
+		x.given = p;
+		resolve(&s, &tb, &x);
+		for (i = 0; i < nr; i++)	/* the same recipient twice: once */
+			if (x.key[0] && !strcmp(r[i].key, x.key))
+				break;
+		if (i < nr) {
+			for (j = 0; j < x.nt; j++)
+				target_free(&x.t[j]);
+			free(x.t);
+			continue;
+		}
+		f = getenv("FOLDERS") ? folder_for(getenv("FOLDERS"), x.key, fb, sizeof fb) : NULL;
+		set_folders(&x, f ? f : folder, tagfolders);
+		x.group = percopy ? (int)nr : 0;
+		r = xreallocarray(r, nr + 1, sizeof *r);
+		r[nr++] = x;
+	}
+	if (nr == 0)
+		finish(EXIT_PERM, "5.5.1 no recipients given");
+
+	/* where a piped message is copied: the first Maildir's tmp/ */
+	memset(&lc, 0, sizeof lc);
+	lc.s = &s;
+	lc.sender = sender;
+	lc.rootfd = open(s.mailroot, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (lc.rootfd < 0) {
+		log_warnsys("cannot open the mail root %s", s.mailroot);
+		snprintf(lc.rooterr, sizeof lc.rooterr, "cannot open the mail root: %s",
+		    strerror(errno));
+	}
+	for (i = 0; i < nr && spoolfd < 0; i++)
+		for (j = 0; j < r[i].nt && spoolfd < 0 && lc.rootfd >= 0; j++)
+			if (r[i].state == RS_OK && r[i].t[j].kind == T_MAILDIR) {
+				struct maildir md;
+				if (maildir_open(&md, lc.rootfd, r[i].t[j].path, NULL,
+				    s.create_maildirs, err, sizeof err) == 0) {
+					spoolfd = dup(md.tmpfd);
+					maildir_close(&md);
+				}
+			}
+	if (spoolfd < 0) {
+		char qt[4200];
+		snprintf(qt, sizeof qt, "%s/tmp", s.queuedir);
+		(void)mkdir(s.queuedir, 0700);
+		(void)mkdir(qt, 0700);
+		spoolfd = open(qt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	}
+	if (msg_open(&m, spoolfd >= 0 ? spoolfd : AT_FDCWD, err, sizeof err) < 0 ||
+	    msg_scan(&m, err, sizeof err) < 0) {
+		log_warn("%s", err);
+		finish(EXIT_TEMP, "4.3.0 cannot read or copy the message");
+	}
+	if (spoolfd >= 0)
+		close(spoolfd);
+	lc.m = &m;
+
+	/* loops */
+	for (i = 0; i < nr; i++) {
+		if (r[i].state != RS_OK)
+			continue;
+		if (m.hops >= s.max_hops) {
+			r[i].state = RS_PERM;
+			snprintf(r[i].reason, sizeof r[i].reason,
+			    "5.4.6 too many hops (%d), this message is looping", m.hops);
+		} else if (msg_has_dt(&m, r[i].key)) {
+			r[i].state = RS_PERM;
+			snprintf(r[i].reason, sizeof r[i].reason,
+			    "5.4.6 mail loop: already delivered to %s (Delivered-To:)", r[i].key);
+		}
+	}
+
+	/* Maildirs: one data write per group, links for the rest */
+	for (i = 0; i < nr; i++)
+		if (!percopy || (int)i == r[i].group)
+			local_deliver_group(&lc, r, nr, percopy ? (int)i : 0);
+
+	/* tally, and what goes to the queue */
+	struct queue_info qi;
+	memset(&qi, 0, sizeof qi);
+	for (i = 0; i < nr; i++) {
+		struct rcpt *x = &r[i];
+		const char *given = log_esc(esc, sizeof esc, x->given, strlen(x->given));
+		int nmd = 0;
+		if (x->state == RS_PERM) {
+			nperm++;
+			if (!first_perm)
+				first_perm = x->reason;
+			log_info("rcpt=<%s> failed: %s", given, x->reason);
+			queue_add_rcpt(&qi, QS_FAILED, QK_LOCAL, x->key[0] ? x->key : x->given,
+			    x->given, "", "", "", x->reason);
+			continue;
+		}
+		if (x->state == RS_TEMP) {
+			ntemp++;
+			if (!first_temp)
+				first_temp = x->reason;
+			log_info("rcpt=<%s> deferred: %s", given, x->reason);
+			queue_add_rcpt(&qi, QS_PENDING, QK_LOCAL, x->key, x->given, "", "", "",
+			    x->reason);
+			continue;
+		}
+		for (j = 0; j < x->nt; j++)
+			nmd += x->t[j].kind == T_MAILDIR;
+		for (j = 0; j < x->nt; j++) {
+			struct target *t = &x->t[j];
+			if (t->kind == T_REMOTE) {
+				nremote++;
+				log_info("rcpt=<%s> queued for %s <%s>", given,
+				    t->forward ? "forward to" : "relay to", t->addr);
+				queue_add_rcpt(&qi, QS_PENDING, t->forward ? QK_FORWARD : QK_RELAY,
+				    t->addr, x->key, t->forward ? x->key : "", "", "", "");
+			} else if (t->state == TS_DONE) {
+				ndone++;
+				log_info("rcpt=<%s> delivered to %.*s%s%s/new/%s", given,
+				    (int)strlen(t->path) - (t->path[strlen(t->path) - 1] == '/'), t->path,
+				    t->folder[0] ? "." : "", t->folder, t->newname);
+			} else {
+				int alone = 1;
+				for (size_t k = 0; !percopy && k < nr; k++)
+					if (k != i && r[k].state == RS_OK && r[k].nt)
+						alone = 0;
+				ntemp++;
+				if (!first_temp)
+					first_temp = t->reason;
+				log_info("rcpt=<%s> Maildir %s deferred: %s", given, t->path, t->reason);
+				queue_add_rcpt(&qi, QS_PENDING, QK_MAILDIR, x->key, x->given,
+				    alone ? x->key : "", t->path, t->folder, t->reason);
+			}
+		}
+		(void)nmd;
+	}
+	local_cleanup(&lc);
+
+	if (ndone == 0 && nremote == 0) {
+		/* nothing is delivered yet: the sender may simply retry */
+		queue_info_free(&qi);
+		if (ntemp)
+			finish(EXIT_TEMP, first_temp);
+		finish(EXIT_PERM, first_perm ? first_perm : "5.1.1 no recipients");
+	}
+	if (nremote == 0 && ntemp == 0 && nperm == 0) {
+		queue_info_free(&qi);
+		return 0;
+	}
+	/* the rest must not be lost, nor the delivered ones delivered again */
+	qi.sender = xstrdup(sender);
+	qi.mxid = xstrdup(getenv("MXID") ? getenv("MXID") : "");
+	qi.client = xstrdup(getenv("TCPREMOTEIP") ? getenv("TCPREMOTEIP") : "");
+	qi.helo = xstrdup(getenv("HELO") ? getenv("HELO") : "");
+	for (i = 0; i < qi.nrcpt; i++) {	/* queue the local retries now-ish */
+		if (qi.rcpt[i].state == QS_PENDING && qi.rcpt[i].kind != QK_RELAY &&
+		    qi.rcpt[i].kind != QK_FORWARD)
+			qi.rcpt[i].next_try = 0;
+	}
+	if (queue_put(s.queuedir, m.fd, m.start, &qi, err, sizeof err) < 0) {
+		log_warn("%s", err);
+		if (ndone)
+			log_warn("%d Maildir deliveries done but the rest cannot be queued: "
+			    "the sender's retry will deliver them again", ndone);
+		queue_info_free(&qi);
+		finish(EXIT_TEMP, "4.3.0 cannot write to the queue");
+	}
+	log_info("queued %s: %zu recipient%s (%d to send, %d to retry, %d to bounce)", qi.id,
+	    qi.nrcpt, qi.nrcpt == 1 ? "" : "s", nremote, ntemp, nperm);
+	queue_info_free(&qi);
+	return 0;
+}

@@ -84,7 +84,7 @@ struct local_ctx {
 	char rooterr[300];
 	const char *sender;	/* for Return-Path: */
 	const struct msg *m;
-	struct mdc *cache;	/* Maildirs opened so far (local.c) */
+	struct mdc **cache;	/* Maildirs opened so far (local.c) */
 	size_t ncache;
 };
 struct mdc;

@@ -48,11 +48,10 @@ md_get(struct local_ctx *c, const struct target *t)
 	const char *folder = t->folder;
 
 	for (i = 0; i < c->ncache; i++)
-		if (!strcmp(c->cache[i].path, t->path) && !strcmp(c->cache[i].folder, folder))
-			return &c->cache[i];
+		if (!strcmp(c->cache[i]->path, t->path) && !strcmp(c->cache[i]->folder, folder))
+			return c->cache[i];
 	c->cache = xreallocarray(c->cache, c->ncache + 1, sizeof *c->cache);
-	e = &c->cache[c->ncache++];
-	memset(e, 0, sizeof *e);
+	e = c->cache[c->ncache++] = xcalloc(1, sizeof *e);
 	e->path = xstrdup(t->path);
 	e->folder = xstrdup(folder);
 	e->md.fd = e->md.tmpfd = e->md.newfd = -1;
@@ -276,7 +275,7 @@ local_cleanup(struct local_ctx *c)
 	size_t i;
 
 	for (i = 0; i < c->ncache; i++) {
-		struct mdc *e = &c->cache[i];
+		struct mdc *e = c->cache[i];
 		if (e->ok) {
 			int n = maildir_clean_tmp(&e->md, MAILDIR_TMP_MAXAGE);
 			if (n > 0)
@@ -286,6 +285,7 @@ local_cleanup(struct local_ctx *c)
 		}
 		free(e->path);
 		free(e->folder);
+		free(e);
 	}
 	free(c->cache);
 	c->cache = NULL;

@@ -334,7 +334,7 @@ main(int argc, char **argv)
 				ndone++;
 				log_info("rcpt=<%s> delivered to %.*s%s%s/new/%s", given,
 				    (int)strlen(t->path) - (t->path[strlen(t->path) - 1] == '/'), t->path,
-				    t->folder[0] ? "." : "", t->folder, t->newname);
+				    t->folder[0] ? "/." : "", t->folder, t->newname);
 			} else {
 				int alone = 1;
 				for (size_t k = 0; !percopy && k < nr; k++)

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -180,7 +181,7 @@ maildir_folder_name(const char *in, char *out, size_t outlen)
 	size_t o = 0, comp = 0;
 	const char *p = in;
 
-	while (*p == '.' || *p == '/')
+	if (*p == '.')
 		p++;		/* ".Work" and "Work" are the same folder */
 	if (!strcasecmp(p, "INBOX") || !*p) {
 		if (outlen)

@@ -1,0 +1,125 @@
+#!/bin/sh
+# smtpd-lite: DATA. Dot-unstuffing, CRLF -> LF, Received:, envelope
+# hand-off, SMTP smuggling variants, NULs, size and hop limits,
+# disconnects and timeouts in DATA, chain exit code mapping.
+. "$(dirname "$0")/lib.sh"
+. "$TOP/t/fixtures/smtpd-common.sh"
+smtpd_setup "max_size 2048" "max_hops 3" "timeout_chain 2"
+E='EHLO client.test\r\n'
+M='MAIL FROM:<bob@remote.test>\r\n'
+R='RCPT TO:<alice@example.com>\r\n'
+Q='QUIT\r\n'
+TX="$E$M${R}DATA\r\n"
+
+out=$(talk "${TX}Subject: t\r\n\r\nline 1\r\n..dot\r\n.x\r\n\r\nend\r\n.\r\n$Q")
+is "$(echo "$out" | codes)" "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "a message is accepted"
+id=$(echo "$out" | tr -d '\r' | sed -n 's/^250 2\.0\.0 Ok \([0-9A-F]*\)$/\1/p')
+like "$id" '^[0-9A-F]{20,}$' "250 2.0.0 Ok ID (hex, Maildir-safe)"
+msg=$T/out/$id.msg
+ok "the chain got the message under its MXID" test -f "$msg"
+is "$(sed -n 1p "$msg")" "Received: from client.test ([127.0.0.1])" "Received: line 1: HELO and IP"
+is "$(sed -n 2p "$msg")" "	by mx.example.com (smtpd-lite) with ESMTP id $id" "Received: line 2: host, ESMTP, id"
+like "$(sed -n 3p "$msg")" '^	for <alice@example\.com>; [A-Z][a-z][a-z], [0-9]{2} [A-Z][a-z][a-z] [0-9]{4} [0-9:]{8} [-+][0-9]{4}$' \
+	"Received: line 3: for <rcpt> and an RFC 5322 date"
+printf 'Subject: t\n\nline 1\n.dot\nx\n\nend\n' >"$T/want"
+tail -n +4 "$msg" >"$T/got"
+ok "text unstuffed, CRLF -> LF, nothing else changed" cmp "$T/got" "$T/want"
+ok "stdin of the chain is seekable (read twice, same bytes)" cmp "$msg" "$T/out/$id.msg2"
+env=$(cat "$T/out/$id.env")
+like "$env" '^SENDER=bob@remote\.test$' "SENDER in the environment"
+like "$env" '^RECIPIENTS=alice@example\.com $' "RECIPIENTS in the environment"
+like "$env" '^TCPREMOTEIP=127\.0\.0\.1$' "TCPREMOTEIP in the environment"
+like "$env" '^HELO=client\.test$' "HELO in the environment"
+like "$env" "^MXID=$id\$" "MXID in the environment"
+if [ "$(id -u)" = 0 ]; then
+	nok "started as root, the chain does not run as root" grep -q '^UID=0$' "$T/out/$id.env"
+else
+	skip "not root: privilege drop not tested here"
+fi
+
+rm -f "$T"/out/*
+out=$(talk "${E}MAIL FROM:<>\r\n${R}RCPT TO:<bob@example.com>\r\nDATA\r\nx\r\n.\r\n$Q" | codes)
+msg=$(lastmsg)
+like "$(sed -n 3p "$msg")" '^	; ' "two recipients: no 'for' clause"
+like "$(cat "$T"/out/*.env)" '^RECIPIENTS=alice@example\.com bob@example\.com $' "both recipients, one a line"
+like "$(cat "$T"/out/*.env)" '^SENDER=$' "null sender: SENDER empty"
+is "$(talk "HELO c\r\n$M${R}DATA\r\nx\r\n.\r\n$Q" | codes)" "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "HELO session"
+like "$(sed -n 2p "$(lastmsg)")" ' with SMTP id ' "Received: with SMTP after HELO"
+rm -f "$T"/out/*
+is "$(talk "${TX}.\r\n$Q" | codes)" "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "empty message"
+is "$(tail -n +4 "$(lastmsg)" | wc -c)" 0 "empty message: only our Received:"
+
+# SMTP smuggling: none of these end the data; it is refused at the real end.
+n=0
+for v in '\n.\n' '\n.\r\n' '\r\n.\n' '\r.\r' '\r\r\n'; do
+	n=$((n + 1))
+	name=$(printf '%s' "$v" | sed 's/\\/\\\\/g')
+	rm -f "$T"/out/*
+	out=$(talk "${TX}Subject: s\r\n\r\nhello${v}MAIL FROM:<evil@remote.test>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\nsmuggled\r\n.\r\n$Q" | codes)
+	is "$out" "220,250,250 2.1.0,250 2.1.5,354,554 5.5.2,221 2.0.0" "smuggling $name: one reply, 554 5.5.2"
+	is "$(nmsg)" 0 "smuggling $name: nothing delivered"
+done
+rm -f "$T"/out/*
+out=$(talk "${TX}a bare LF\n.\r\n$Q" | codes)
+is "$out" "220,250,250 2.1.0,250 2.1.5,354" "bare LF then .CRLF: not an end, QUIT is text"
+is "$(nmsg)" 0 "bare LF then .CRLF then EOF: nothing delivered"
+
+# NUL bytes: refused, never cut.
+rm -f "$T"/out/*
+is "$(talk "${TX}a\000b\r\n.\r\n$Q" | codes)" "220,250,250 2.1.0,250 2.1.5,354,554 5.6.0,221 2.0.0" "NUL in the text: 554 5.6.0"
+is "$(nmsg)" 0 "NUL: nothing delivered"
+
+# Long text lines (over 1000 octets) are kept whole.
+long=$(printf '%1900s' '' | tr ' ' y)
+talk "${TX}$long\r\n.\r\n$Q" >/dev/null
+is "$(tail -n 1 "$(lastmsg)" | wc -c)" 1901 "a 1900-octet line is kept unchanged"
+
+# Size limit 2048: the rest is read and thrown away, 552 5.3.4, session goes on.
+rm -f "$T"/out/*
+big=$(printf '%100s' '' | tr ' ' z)
+body=; i=0; while [ $i -lt 40 ]; do body="$body$big\r\n"; i=$((i + 1)); done
+out=$(talk "$TX$body.\r\n$M${R}DATA\r\nsmall\r\n.\r\n$Q" | codes)
+is "$out" "220,250,250 2.1.0,250 2.1.5,354,552 5.3.4,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "over max_size: 552 5.3.4, next message fine"
+is "$(nmsg)" 1 "oversized message not delivered"
+
+# Hop limit 3: Received: and Delivered-To: headers are counted.
+H='Received: from a\r\nReceived: from b\r\n'
+is "$(talk "$TX${H}Delivered-To: x@example.com\r\n\r\nReceived: in the body\r\n.\r\n$Q" | codes)" \
+   "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "3 hops accepted (body not counted)"
+is "$(talk "$TX${H}received: from c\r\nDelivered-To: x@example.com\r\n\r\nx\r\n.\r\n$Q" | codes)" \
+   "220,250,250 2.1.0,250 2.1.5,354,554 5.4.6,221 2.0.0" "4 hops: 554 5.4.6"
+
+# The client goes away in the middle of DATA: nothing is handed on.
+rm -f "$T"/out/*
+talk "${TX}Subject: half\r\n\r\nhalf a mess" >/dev/null
+is "$(nmsg)" 0 "disconnect in DATA: nothing handed to the chain"
+like "$(cat "$T/log")" 'lost connection after [0-9]+ bytes, nothing delivered' "disconnect in DATA logged"
+is "$(ls "$T/spool" | wc -l)" 0 "spool directory left empty"
+
+# Chain exit codes -> replies; 250 only after exit 0.
+reply_for() {
+	echo "$1" >"$T/out/mode"
+	talk "${TX}x\r\n.\r\n$Q" | tr -d '\r' | sed -n '/^354/{n;p;}'
+}
+is "$(reply_for perm)" "554 5.7.1 rejected by test chain" "chain exit 100: 554 with its last stderr line"
+is "$(reply_for perm550)" "550 5.1.1 no such user here" "chain exit 100 with a full reply line"
+is "$(reply_for garbage)" "554 5.6.0 Message rejected" "chain exit 100 without a reason: 554 5.6.0"
+is "$(reply_for temp)" "451 4.2.2 mailbox full" "chain exit 111: 451 with its reason"
+like "$(reply_for signal)" "^451 4\.3\.0 " "chain killed by a signal: 451 4.3.0"
+like "$(reply_for exit7)" "^451 4\.3\.0 " "chain exit 7: 451 4.3.0"
+start=$(date +%s)
+like "$(reply_for sleep)" "^451 4\.3\.0 " "chain timeout (2 s): 451 4.3.0"
+ok "chain timeout enforced" test $(( $(date +%s) - start )) -lt 10
+like "$(cat "$T/log")" 'chain: timeout after 2s, killed' "chain timeout logged"
+like "$(cat "$T/log")" 'chain: 5\.7\.1 rejected by test chain' "chain stderr lines logged"
+echo ok >"$T/out/mode"
+is "$(echo "chain /nonexistent/deliver -c x" >>"$T/conf/settings"; printf "${TX}x\r\n.\r\n$Q" |
+	TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" 2>>"$T/log" | tr -d '\r' | sed -n '/^354/{n;p;}')" \
+	"451 4.3.0 cannot run /nonexistent/deliver: No such file or directory" "settings chain that cannot run: 451 4.3.0"
+
+# DATA timeout (1 s): 421 4.4.2, nothing delivered.
+rm -f "$T"/out/*
+echo "timeout_data 1" >>"$T/conf/settings"
+out=$( (printf "${TX}Subject: slow\r\n"; sleep 3) | TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" $CHAIN "$T/out" 2>>"$T/log" | codes)
+is "$out" "220,250,250 2.1.0,250 2.1.5,354,421 4.4.2" "DATA timeout: 421 4.4.2"
+is "$(nmsg)" 0 "DATA timeout: nothing delivered"

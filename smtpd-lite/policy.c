@@ -36,7 +36,8 @@ struct svc {
 	enum skind kind;
 	char **argv;		/* SK_EXEC */
 	char *where;		/* SK_UNIX path, SK_INET host:port */
-	char name[64];		/* for logs and Received-less decisions */
+	char name[64];		/* for logs */
+	unsigned stages;	/* 1 << enum pstage: when it is asked */
 	int fd;			/* -1: not connected */
 	pid_t pid;
 };
@@ -48,6 +49,33 @@ static char c_ip[64], c_name[256], c_lip[64], c_lport[16], c_rport[16];
 
 static const char *stage_names[] = { "CONNECT", "HELO", "EHLO", "MAIL", "RCPT" };
 
+#define ALL_STAGES ((1u << PS_CONNECT) | (1u << PS_HELO) | (1u << PS_EHLO) | \
+    (1u << PS_MAIL) | (1u << PS_RCPT))
+
+/* "connect,helo,mail,rcpt" (helo covers EHLO too); 0 if bad. */
+static unsigned
+parse_stages(const char *s)
+{
+	static const char *const names[] = { "connect", "helo", "mail", "rcpt" };
+	static const unsigned bits[] = { 1u << PS_CONNECT,
+	    (1u << PS_HELO) | (1u << PS_EHLO), 1u << PS_MAIL, 1u << PS_RCPT };
+	unsigned m = 0;
+
+	while (*s) {
+		size_t l = strcspn(s, ","), i;
+		for (i = 0; i < 4; i++)
+			if (l == strlen(names[i]) && !strncasecmp(s, names[i], l))
+				break;
+		if (i == 4)
+			return 0;
+		m |= bits[i];
+		s += l;
+		if (*s == ',')
+			s++;
+	}
+	return m;
+}
+
 static void
 svc_add(enum skind kind, const char *spec, const char *name)
 {
@@ -56,11 +84,24 @@ svc_add(enum skind kind, const char *spec, const char *name)
 	memset(v, 0, sizeof *v);
 	v->kind = kind;
 	v->fd = -1;
-	if (kind == SK_EXEC)
-		v->argv = split_words(spec);
-	else
-		v->where = xstrdup(spec);
+	v->stages = ALL_STAGES;
 	snprintf(v->name, sizeof v->name, "%s", name);
+	if (kind == SK_EXEC) {
+		v->argv = split_words(spec);
+		return;
+	}
+	/* unix:PATH [STAGES] / inet:HOST:PORT [STAGES]; default rcpt, where
+	 * Postfix sites put check_policy_service (postgrey, policyd-spf) */
+	v->stages = 1u << PS_RCPT;
+	v->where = xstrndup(spec, strcspn(spec, " \t"));
+	spec += strlen(v->where);
+	while (*spec == ' ' || *spec == '\t')
+		spec++;
+	if (*spec && !(v->stages = parse_stages(spec))) {
+		log_warn("policy %s: bad stage list, asking at every stage", name);
+		v->stages = ALL_STAGES;
+	}
+	snprintf(v->name, sizeof v->name, "%.*s", (int)(strlen(v->where) + 5), name);
 }
 
 void
@@ -471,6 +512,8 @@ policy_check(const struct preq *q, struct pres *r)
 	for (i = 0; i < nsvc; i++) {
 		char *act;
 
+		if (!(svcs[i].stages & (1u << q->stage)))
+			continue;
 		if (ask(&svcs[i], &req, rep) < 0) {
 			set_reply(r, 451, "4.3.0", "Policy service unavailable, try again later",
 			    svcs[i].name);

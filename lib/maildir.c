@@ -107,12 +107,15 @@ maildir_open(struct maildir *m, int rootfd, const char *path, const char *folder
 	char fname[MAILDIR_FOLDER_MAX + 2];
 	struct stat st;
 	int base = -1;
+	size_t n;
 
 	memset(m, 0, sizeof *m);
 	m->fd = m->tmpfd = m->newfd = -1;
-	snprintf(m->name, sizeof m->name, "%s%s%s", path,
-	    folder && *folder ? (path[strlen(path) - 1] == '/' ? "." : "/.") : "",
-	    folder && *folder ? folder : "");
+	n = strlen(path);
+	while (n > 1 && path[n - 1] == '/')
+		n--;		/* "alice/" is "alice" in messages */
+	snprintf(m->name, sizeof m->name, "%.*s%s%s", (int)n, path,
+	    folder && *folder ? "/." : "", folder && *folder ? folder : "");
 	if (!maildir_path_ok(path)) {
 		errno = EINVAL;
 		seterr(err, errlen, "unsafe Maildir path", path);

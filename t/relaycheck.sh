@@ -90,5 +90,31 @@ rcheck 127.0.0.1 >/dev/null; is "$?" 111 "missing table: exit 111"
 head -c 100 "$T/domains.save" >"$C/domains.cdb"
 is "$(rcheck 127.0.0.1 '<>' '<alice@example.com>' | tail -n 1)" "defer 451 4.3.0 Temporary lookup failure, try again later" "truncated table: defer"
 cp "$T/domains.save" "$C/domains.cdb"
+cp "$C/settings" "$T/settings.good"
 echo "max_recipients zero" >>"$C/settings"
 is "$(rcheck 127.0.0.1)" "defer 451 4.3.0 Configuration error" "broken settings: defer"
+cp "$T/settings.good" "$C/settings"
+
+# longest prefix wins, IPv4 and IPv6, /0 to full length
+cat >"$C/access" <<'ACC'
+0.0.0.0/0      deny  v4 zero
+10.0.0.0/8     allow
+10.1.0.0/16    deny  sixteen
+10.1.2.0/24    relay
+10.1.2.3       deny  host
+::/0           allow
+2001:db8::/32  deny  thirtytwo
+2001:db8:1::/48 allow
+2001:db8:1:2::7/128 deny host6
+ACC
+mkcdb -q -c "$C" access
+is "$(rcheck 192.0.2.1)" "reject 554 5.7.1 v4 zero" "/0 entry catches everything else"
+is "$(rcheck 10.9.9.9)" accept "/8"
+is "$(rcheck 10.1.9.9)" "reject 554 5.7.1 sixteen" "/16 beats /8"
+is "$(rcheck 10.1.2.9 '<>' '<x@elsewhere.test>' | tail -n 1)" accept "/24 relay beats /16"
+is "$(rcheck 10.1.2.3)" "reject 554 5.7.1 host" "/32 beats /24"
+is "$(rcheck 2001:db8:ffff::1)" "reject 554 5.7.1 thirtytwo" "IPv6 /32"
+is "$(rcheck 2001:db8:1:3::1)" accept "IPv6 /48 beats /32"
+is "$(rcheck 2001:db8:1:2::7)" "reject 554 5.7.1 host6" "IPv6 /128"
+is "$(rcheck 2001:db8:1:2::8)" accept "IPv6 neighbour of a /128"
+is "$(rcheck fe80::1)" accept "IPv6 ::/0"

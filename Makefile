@@ -69,6 +69,7 @@ $(BUILD)/%.o: %.c $(wildcard lib/*.h) $(wildcard */*.h)
 EXTRA_CFLAGS_ruleproc = $(shell pkg-config --cflags milter 2>/dev/null) -pthread
 EXTRA_LIBS_ruleproc = $(shell pkg-config --libs milter 2>/dev/null) -pthread
 
+.SECONDARY:
 .SECONDEXPANSION:
 $(BUILD)/bin/%: $$(call prog_obj,%) $(LIBA)
 	@mkdir -p $(dir $@)

@@ -119,6 +119,16 @@ publish(int fromdir, const char *from, int todir, const char *to)
 	return 0;
 }
 
+/* "key value\n", the value with control characters made blanks */
+static void
+put_kv(struct buf *b, const char *k, const char *v)
+{
+	char *c = field_dup(v);
+
+	buf_printf(b, "%s %s\n", k, c);
+	free(c);
+}
+
 static void
 info_format(const struct queue_info *qi, struct buf *b)
 {
@@ -127,10 +137,10 @@ info_format(const struct queue_info *qi, struct buf *b)
 	buf_printf(b, "mxqueue %d\n", QUEUE_VERSION);
 	buf_printf(b, "id %s\n", qi->id);
 	buf_printf(b, "created %lld\n", qi->created);
-	buf_printf(b, "sender %s\n", qi->sender ? qi->sender : "");
-	buf_printf(b, "mxid %s\n", qi->mxid ? qi->mxid : "");
-	buf_printf(b, "client %s\n", qi->client ? qi->client : "");
-	buf_printf(b, "helo %s\n", qi->helo ? qi->helo : "");
+	put_kv(b, "sender", qi->sender);
+	put_kv(b, "mxid", qi->mxid);
+	put_kv(b, "client", qi->client);
+	put_kv(b, "helo", qi->helo);
 	buf_printf(b, "size %lld\n", qi->size);
 	for (i = 0; i < qi->nrcpt; i++) {
 		const struct queue_rcpt *r = &qi->rcpt[i];

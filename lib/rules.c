@@ -1,0 +1,910 @@
+/* rules.c: the rules(5) parser. One pass over the file, line by line;
+ * the first error ends the parse with "path:line: reason". */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "buf.h"
+#include "log.h"
+#include "rules.h"
+
+#define MAX_TOKENS 256
+#define MAX_LINE 8192
+
+struct tok {
+	char *s;
+	int re;			/* written /like this/ */
+	int quoted;
+};
+
+struct pstate {
+	struct ruleset *rs;
+	const char *path;
+	int lineno;
+	char *err;
+	size_t errlen;
+	struct rule *cur;
+};
+
+static int
+perr(struct pstate *p, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	snprintf(p->err, p->errlen, "%s:%d: %s", p->path, p->lineno, msg);
+	return -1;
+}
+
+/* Split a line into tokens in place. Returns the count, or -1 with a
+ * reason in *why. */
+static int
+tokenize(char *s, struct tok *t, const char **why)
+{
+	int n = 0;
+
+	for (;;) {
+		char *o;
+
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (!*s || *s == '#')
+			return n;
+		if (n == MAX_TOKENS) {
+			*why = "too many words on one line";
+			return -1;
+		}
+		t[n].re = t[n].quoted = 0;
+		if (*s == '"' || *s == '/') {
+			char q = *s++;
+			t[n].s = o = s;
+			t[n].re = q == '/';
+			t[n].quoted = q == '"';
+			for (;;) {
+				if (!*s) {
+					*why = q == '"' ? "missing closing quote" :
+					    "missing closing / of a regular expression";
+					return -1;
+				}
+				if (*s == '\\' && s[1] == q) {
+					*o++ = q;
+					s += 2;
+					continue;
+				}
+				if (*s == q)
+					break;
+				*o++ = *s++;
+			}
+			s++;
+			if (*s && *s != ' ' && *s != '\t') {
+				*why = q == '"' ? "text right after a closing quote" :
+				    "text right after a regular expression";
+				return -1;
+			}
+			*o = 0;
+			if (*s)
+				s++;
+		} else {
+			t[n].s = s;
+			while (*s && *s != ' ' && *s != '\t')
+				s++;
+			if (*s)
+				*s++ = 0;
+		}
+		n++;
+	}
+}
+
+static char *
+join(struct tok *t, int n)
+{
+	struct buf b = BUF_INIT;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (i)
+			buf_addc(&b, ' ');
+		buf_adds(&b, t[i].s);
+	}
+	buf_addc(&b, 0);
+	return b.s;
+}
+
+static int
+is_kw(const char *s, const char *kw)
+{
+	return !strcasecmp(s, kw);
+}
+
+static const char *
+pat_compile(struct rpat *p, const struct tok *t)
+{
+	static __thread char ebuf[200];
+	size_t l;
+	int rc;
+
+	p->src = xstrdup(t->s);
+	p->is_re = t->re;
+	if (!t->re) {
+		l = strlen(t->s);
+		/* an odd run of trailing backslashes quotes nothing */
+		size_t k = 0;
+		while (k < l && t->s[l - 1 - k] == '\\')
+			k++;
+		if (k % 2)
+			return "a glob pattern may not end in a single backslash";
+		return NULL;
+	}
+	if (!*t->s)
+		return "empty regular expression";
+	rc = regcomp(&p->re, t->s, REG_EXTENDED | REG_ICASE | REG_NOSUB | REG_NEWLINE);
+	if (rc) {
+		char e[150];
+		regerror(rc, &p->re, e, sizeof e);
+		snprintf(ebuf, sizeof ebuf, "bad regular expression /%s/: %s", t->s, e);
+		p->is_re = 0;	/* nothing to regfree */
+		return ebuf;
+	}
+	return NULL;
+}
+
+static int
+parse_size(const char *s, long long *v)
+{
+	char *end;
+	long long n, mul = 1;
+
+	errno = 0;
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	n = strtoll(s, &end, 10);
+	if (errno || n < 0)
+		return -1;
+	if (*end) {
+		if (!strcasecmp(end, "k") || !strcasecmp(end, "kb") || !strcasecmp(end, "kib"))
+			mul = 1024;
+		else if (!strcasecmp(end, "m") || !strcasecmp(end, "mb") || !strcasecmp(end, "mib"))
+			mul = 1024 * 1024;
+		else if (!strcasecmp(end, "g") || !strcasecmp(end, "gb") || !strcasecmp(end, "gib"))
+			mul = 1024LL * 1024 * 1024;
+		else
+			return -1;
+	}
+	if (n > (1LL << 50) / mul)
+		return -1;
+	*v = n * mul;
+	return 0;
+}
+
+static const char *
+parse_cmp(struct tok *t, int n, enum cmp_op *op, long long *num)
+{
+	char buf[64], *s;
+	int i;
+
+	buf[0] = 0;
+	for (i = 0; i < n; i++)
+		if (strlcat(buf, t[i].s, sizeof buf) >= sizeof buf)
+			return "comparison too long";
+	s = buf;
+	if (!strncmp(s, ">=", 2)) { *op = OP_GE; s += 2; }
+	else if (!strncmp(s, "<=", 2)) { *op = OP_LE; s += 2; }
+	else if (*s == '>') { *op = OP_GT; s++; }
+	else if (*s == '<') { *op = OP_LT; s++; }
+	else if (*s == '=') { *op = OP_EQ; s++; if (*s == '=') s++; }
+	else
+		return "expected a comparison: > < >= <= = followed by a number";
+	if (parse_size(s, num) < 0)
+		return "expected a number (with an optional K, M or G suffix)";
+	return NULL;
+}
+
+static int
+parse_hhmm(const char *s, int *min)
+{
+	int h, m;
+	char c;
+
+	if (sscanf(s, "%2d:%2d%c", &h, &m, &c) != 2 || h < 0 || m < 0 || m > 59 ||
+	    h > 24 || (h == 24 && m))
+		return -1;
+	*min = h * 60 + m;
+	return 0;
+}
+
+static const char *days[] = { "sun", "mon", "tue", "wed", "thu", "fri", "sat" };
+
+static int
+day_index(const char *s, size_t n)
+{
+	int i;
+
+	if (n < 3)
+		return -1;
+	for (i = 0; i < 7; i++)
+		if (!strncasecmp(s, days[i], 3)) {
+			/* accept "mon", "monday" and other prefixes of the name */
+			static const char *full[] = { "sunday", "monday", "tuesday",
+			    "wednesday", "thursday", "friday", "saturday" };
+			if (n <= strlen(full[i]) && !strncasecmp(s, full[i], n))
+				return i;
+		}
+	return -1;
+}
+
+static const char *
+parse_days(struct tok *t, int n, unsigned *mask)
+{
+	char *all = join(t, n), *p = all;
+	const char *why = NULL;
+
+	*mask = 0;
+	while (*p && !why) {
+		size_t l = strcspn(p, ", ");
+		char *dash = memchr(p, '-', l);
+		int a, b;
+
+		if (l == 0) {
+			p++;
+			continue;
+		}
+		if (dash) {
+			a = day_index(p, (size_t)(dash - p));
+			b = day_index(dash + 1, l - (size_t)(dash - p) - 1);
+		} else
+			a = b = day_index(p, l);
+		if (a < 0 || b < 0)
+			why = "expected days like mon-fri or sat,sun";
+		else
+			for (;;) {
+				*mask |= 1u << a;
+				if (a == b)
+					break;
+				a = (a + 1) % 7;
+			}
+		p += l;
+	}
+	free(all);
+	if (!why && !*mask)
+		why = "expected at least one day";
+	return why;
+}
+
+static const struct {
+	const char *kw;
+	enum cond_kind kind;
+	enum rstage stage;
+} condkw[] = {
+	{ "sender", C_SENDER, ST_MAIL },
+	{ "recipient", C_RECIPIENT, ST_RCPT },
+	{ "recipients", C_RCPTCOUNT, ST_DATA },
+	{ "client", C_CLIENT, ST_CONNECT },
+	{ "client-name", C_CLIENTNAME, ST_CONNECT },
+	{ "helo", C_HELO, ST_HELO },
+	{ "authenticated", C_AUTH, ST_MAIL },
+	{ "header", C_HEADER, ST_DATA },
+	{ "size", C_SIZE, ST_DATA },
+	{ "body", C_BODY, ST_DATA },
+	{ "attachment", C_ATTACHMENT, ST_DATA },
+	{ "time", C_TIME, ST_CONNECT },
+	{ "day", C_DAY, ST_CONNECT },
+};
+#define NCONDKW (int)(sizeof condkw / sizeof condkw[0])
+
+static const struct {
+	const char *kw;
+	enum act_kind kind;
+} actkw[] = {
+	{ "accept", A_ACCEPT }, { "reject", A_REJECT }, { "tempfail", A_TEMPFAIL },
+	{ "discard", A_DISCARD }, { "redirect", A_REDIRECT }, { "copy", A_COPY },
+	{ "add-header", A_ADDHEADER }, { "tag-subject", A_TAG }, { "folder", A_FOLDER },
+};
+#define NACTKW (int)(sizeof actkw / sizeof actkw[0])
+
+const char *
+rules_stage_name(enum rstage s)
+{
+	static const char *n[] = { "connect", "helo", "mail", "rcpt", "data" };
+	return (unsigned)s < 5 ? n[s] : "?";
+}
+
+const char *
+rules_cond_name(enum cond_kind k)
+{
+	int i;
+
+	for (i = 0; i < NCONDKW; i++)
+		if (condkw[i].kind == k)
+			return condkw[i].kw;
+	return "?";
+}
+
+const char *
+rules_act_name(enum act_kind k)
+{
+	int i;
+
+	for (i = 0; i < NACTKW; i++)
+		if (actkw[i].kind == k)
+			return actkw[i].kw;
+	return "?";
+}
+
+static int
+parse_cond(struct pstate *p, int neg, enum cond_kind kind, struct tok *t, int n)
+{
+	struct rule *r = p->cur;
+	struct rcond *c;
+	const char *why = NULL;
+	int i;
+
+	r->conds = xreallocarray(r->conds, (size_t)r->nconds + 1, sizeof *r->conds);
+	c = &r->conds[r->nconds];
+	memset(c, 0, sizeof *c);
+	c->kind = kind;
+	c->neg = neg;
+	c->line = p->lineno;
+	r->nconds++;
+	switch (kind) {
+	case C_SENDER:
+	case C_RECIPIENT:
+	case C_CLIENTNAME:
+	case C_HELO:
+	case C_BODY:
+	case C_ATTACHMENT:
+	case C_HEADER:
+		if (kind == C_HEADER) {
+			if (n < 1 || t[0].re)
+				return perr(p, "header: expected a field name (or *) and patterns");
+			for (i = 0; t[0].s[i]; i++)
+				if (t[0].s[i] == ':' && t[0].s[i + 1] == 0)
+					t[0].s[i] = 0;	/* "Subject:" is fine too */
+				else if ((unsigned char)t[0].s[i] <= ' ' || t[0].s[i] == ':' ||
+				    (unsigned char)t[0].s[i] >= 127)
+					return perr(p, "header: bad field name \"%s\"", t[0].s);
+			if (!t[0].s[0])
+				return perr(p, "header: empty field name");
+			c->hname = xstrdup(t[0].s);
+			t++;
+			n--;
+		}
+		if (n < 1)
+			return perr(p, "%s: expected at least one pattern", rules_cond_name(kind));
+		c->pats = xcalloc((size_t)n, sizeof *c->pats);
+		for (i = 0; i < n; i++) {
+			why = pat_compile(&c->pats[i], &t[i]);
+			c->npats = i + 1;
+			if (why)
+				return perr(p, "%s", why);
+		}
+		return 0;
+	case C_CLIENT:
+		if (n < 1)
+			return perr(p, "client: expected addresses or CIDR prefixes");
+		c->cidrs = xcalloc((size_t)n, sizeof *c->cidrs);
+		for (i = 0; i < n; i++) {
+			int rc = t[i].re ? -1 : cidr_parse(t[i].s, &c->cidrs[i].ip, &c->cidrs[i].len);
+			if (rc == -2)
+				return perr(p, "client: %s has bits set beyond the prefix length", t[i].s);
+			if (rc < 0)
+				return perr(p, "client: \"%s\" is not an IP address or CIDR prefix", t[i].s);
+			c->ncidrs = i + 1;
+		}
+		return 0;
+	case C_AUTH:
+		if (n != 0)
+			return perr(p, "authenticated takes no value (use \"not authenticated\")");
+		return 0;
+	case C_SIZE:
+	case C_RCPTCOUNT:
+		if (n < 1)
+			return perr(p, "%s: expected a comparison like > 5M", rules_cond_name(kind));
+		why = parse_cmp(t, n, &c->op, &c->num);
+		return why ? perr(p, "%s: %s", rules_cond_name(kind), why) : 0;
+	case C_TIME: {
+		char *all = join(t, n), *dash, *s, *q;
+		int bad;
+		for (s = q = all; *s; s++)
+			if (*s != ' ')
+				*q++ = *s;
+		*q = 0;
+		dash = strchr(all, '-');
+		bad = !dash;
+		if (!bad) {
+			*dash = 0;
+			bad = parse_hhmm(all, &c->from) < 0 || parse_hhmm(dash + 1, &c->to) < 0;
+		}
+		free(all);
+		if (bad)
+			return perr(p, "time: expected a range like 22:00-06:00");
+		if (c->from == c->to)
+			return perr(p, "time: empty range");
+		return 0;
+	}
+	case C_DAY:
+		if (n < 1)
+			return perr(p, "day: expected days like mon-fri or sat,sun");
+		why = parse_days(t, n, &c->days);
+		return why ? perr(p, "day: %s", why) : 0;
+	}
+	return perr(p, "internal error");
+}
+
+static int
+folder_ok(const char *s)
+{
+	size_t i;
+
+	if (!*s || *s == '.' || strlen(s) > 200)
+		return 0;
+	for (i = 0; s[i]; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("._-", s[i]))
+			return 0;
+	return !strstr(s, "..");
+}
+
+static int
+text_ok(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < ' ' || *s == 127)
+			return 0;
+	return 1;
+}
+
+static int
+parse_reply(struct pstate *p, struct raction *a, struct tok *t, int n)
+{
+	char cls = a->kind == A_REJECT ? '5' : '4';
+	const char *kw = rules_act_name(a->kind);
+	int i = 0;
+
+	a->code = cls == '5' ? 550 : 451;
+	snprintf(a->xcode, sizeof a->xcode, "%c.7.1", cls);
+	if (i < n && !t[i].quoted && strlen(t[i].s) == 3 && isdigit((unsigned char)t[i].s[0]) &&
+	    isdigit((unsigned char)t[i].s[1]) && isdigit((unsigned char)t[i].s[2])) {
+		if (t[i].s[0] != cls)
+			return perr(p, "%s: the reply code must be %cxx", kw, cls);
+		a->code = atoi(t[i].s);
+		i++;
+	}
+	if (i < n && !t[i].quoted && isdigit((unsigned char)t[i].s[0]) && strchr(t[i].s, '.')) {
+		int x, y, z;
+		char c;
+		if (sscanf(t[i].s, "%d.%d.%d%c", &x, &y, &z, &c) != 3 || x != cls - '0' ||
+		    y < 0 || y > 999 || z < 0 || z > 999)
+			return perr(p, "%s: bad enhanced status code \"%s\" (want %c.x.y)", kw, t[i].s, cls);
+		snprintf(a->xcode, sizeof a->xcode, "%d.%d.%d", x, y, z);
+		i++;
+	}
+	if (i < n)
+		a->text = join(t + i, n - i);
+	else {
+		struct buf b = BUF_INIT;
+		buf_printf(&b, "%s by rule \"%s\"", cls == '5' ? "Message rejected" :
+		    "Message deferred", p->cur->name);
+		a->text = b.s;
+	}
+	if (strlen(a->text) > 400)
+		return perr(p, "%s: reply text longer than 400 characters", kw);
+	if (!text_ok(a->text))
+		return perr(p, "%s: control characters in the reply text", kw);
+	return 0;
+}
+
+static int
+parse_action(struct pstate *p, enum act_kind kind, struct tok *t, int n)
+{
+	struct rule *r = p->cur;
+	struct raction *a;
+	const char *kw = rules_act_name(kind);
+	int i;
+
+	r->acts = xreallocarray(r->acts, (size_t)r->nacts + 1, sizeof *r->acts);
+	a = &r->acts[r->nacts++];
+	memset(a, 0, sizeof *a);
+	a->kind = kind;
+	a->line = p->lineno;
+	for (i = 0; i < n; i++)
+		if (t[i].re)
+			return perr(p, "%s: a /regular expression/ makes no sense here", kw);
+	switch (kind) {
+	case A_ACCEPT:
+	case A_DISCARD:
+		if (n)
+			return perr(p, "%s takes no arguments", kw);
+		break;
+	case A_REJECT:
+	case A_TEMPFAIL:
+		if (parse_reply(p, a, t, n) < 0)
+			return -1;
+		break;
+	case A_REDIRECT:
+	case A_COPY:
+		if (n < 1)
+			return perr(p, "%s: expected one or more addresses", kw);
+		a->addrs = xcalloc((size_t)n, sizeof *a->addrs);
+		for (i = 0; i < n; i++) {
+			struct addr ad;
+			const char *why = addr_parse_path(t[i].s, strlen(t[i].s), &ad, 0, 0, NULL);
+			if (why)
+				return perr(p, "%s: \"%s\": %s", kw, t[i].s, why);
+			a->addrs[i] = xstrdup(ad.full);
+			a->naddrs = i + 1;
+		}
+		break;
+	case A_ADDHEADER: {
+		size_t l;
+		if (n < 2)
+			return perr(p, "add-header: expected a field name and a value");
+		l = strlen(t[0].s);
+		if (l && t[0].s[l - 1] == ':')
+			t[0].s[--l] = 0;
+		if (!l || l > 76)
+			return perr(p, "add-header: bad field name");
+		for (i = 0; t[0].s[i]; i++)
+			if ((unsigned char)t[0].s[i] <= ' ' || t[0].s[i] == ':' ||
+			    (unsigned char)t[0].s[i] >= 127)
+				return perr(p, "add-header: bad field name \"%s\"", t[0].s);
+		a->hname = xstrdup(t[0].s);
+		a->text = join(t + 1, n - 1);
+		if (strlen(a->text) > 900 || !text_ok(a->text))
+			return perr(p, "add-header: value too long or with control characters");
+		break;
+	}
+	case A_TAG:
+		if (n < 1)
+			return perr(p, "tag-subject: expected the tag text, e.g. \"[SPAM]\"");
+		a->text = join(t, n);
+		if (strlen(a->text) > 200 || !text_ok(a->text))
+			return perr(p, "tag-subject: tag too long or with control characters");
+		break;
+	case A_FOLDER:
+		if (n != 1 || !folder_ok(t[0].s))
+			return perr(p, "folder: expected one folder name (letters, digits, . _ -; not starting with a dot)");
+		a->text = xstrdup(t[0].s);
+		break;
+	}
+	return 0;
+}
+
+/* Checks once a rule is complete. */
+static int
+finish_rule(struct pstate *p)
+{
+	struct rule *r = p->cur;
+	int i, line = p->lineno;
+	enum rstage st = ST_CONNECT;
+
+	if (!r)
+		return 0;
+	p->lineno = r->line;
+	if (r->nacts == 0)
+		return perr(p, "rule \"%s\" has no action", r->name);
+	r->has_final = 0;
+	for (i = 0; i < r->nacts; i++) {
+		enum act_kind k = r->acts[i].kind;
+		if (k == A_ACCEPT || k == A_REJECT || k == A_TEMPFAIL || k == A_DISCARD) {
+			if (r->has_final)
+				return perr(p, "rule \"%s\": only one of accept, reject, tempfail, discard", r->name);
+			r->has_final = 1;
+			r->final = k;
+		}
+	}
+	if (r->has_final && r->final != A_ACCEPT && r->nacts > 1)
+		return perr(p, "rule \"%s\": %s cannot be combined with other actions", r->name,
+		    rules_act_name(r->final));
+	if (r->has_final && r->cont)
+		return perr(p, "rule \"%s\": continue after %s", r->name, rules_act_name(r->final));
+	for (i = 0; i < r->nconds; i++) {
+		enum rstage s = ST_CONNECT;
+		int j;
+		for (j = 0; j < NCONDKW; j++)
+			if (condkw[j].kind == r->conds[i].kind)
+				s = condkw[j].stage;
+		if (s > st)
+			st = s;
+		if (r->conds[i].kind == C_RECIPIENT)
+			r->rcpt_dep = 1;
+		switch (r->conds[i].kind) {
+		case C_HEADER: p->rs->need_headers = 1; break;
+		case C_BODY: p->rs->need_body = 1; break;
+		case C_SIZE: p->rs->need_size = 1; break;
+		case C_ATTACHMENT: p->rs->need_attach = 1; break;
+		default: break;
+		}
+	}
+	if (r->forced_data)
+		st = ST_DATA;
+	r->stage = st;
+	p->cur = NULL;
+	p->lineno = line;
+	return 0;
+}
+
+static int
+parse_line(struct pstate *p, char *line)
+{
+	struct tok t[MAX_TOKENS];
+	const char *why = NULL;
+	struct ruleset *rs = p->rs;
+	int n, i, neg = 0;
+	char *kw;
+
+	n = tokenize(line, t, &why);
+	if (n < 0)
+		return perr(p, "%s", why);
+	if (n == 0)
+		return 0;
+	if (t[0].quoted || t[0].re)
+		return perr(p, "expected a keyword, got a quoted value");
+	kw = t[0].s;
+	if (is_kw(kw, "rule")) {
+		if (finish_rule(p) < 0)
+			return -1;
+		if (n < 2)
+			return perr(p, "rule: expected a name");
+		if (rs->nrules >= RULES_MAX_RULES)
+			return perr(p, "too many rules");
+		rs->rules = xreallocarray(rs->rules, (size_t)rs->nrules + 1, sizeof *rs->rules);
+		p->cur = &rs->rules[rs->nrules++];
+		memset(p->cur, 0, sizeof *p->cur);
+		p->cur->name = join(t + 1, n - 1);
+		p->cur->line = p->lineno;
+		p->cur->final = A_ACCEPT;
+		if (strlen(p->cur->name) > 200 || !text_ok(p->cur->name))
+			return perr(p, "rule: name too long or with control characters");
+		for (i = 0; i < rs->nrules - 1; i++)
+			if (!strcasecmp(rs->rules[i].name, p->cur->name))
+				return perr(p, "rule \"%s\" already defined at line %d", p->cur->name,
+				    rs->rules[i].line);
+		return 0;
+	}
+	if (is_kw(kw, "body-scan")) {
+		long long v;
+		if (p->cur || rs->nrules)
+			return perr(p, "body-scan must come before the first rule");
+		if (n != 2 || parse_size(t[1].s, &v) < 0 || v > RULES_BODY_MAX)
+			return perr(p, "body-scan: expected a size up to 16M, e.g. 64K");
+		rs->body_limit = (size_t)v;
+		return 0;
+	}
+	if (!p->cur)
+		return perr(p, "\"%s\" outside a rule (start one with: rule NAME)", kw);
+	if (is_kw(kw, "match")) {
+		if (n != 2 || (!is_kw(t[1].s, "all") && !is_kw(t[1].s, "any")))
+			return perr(p, "match: expected all or any");
+		p->cur->any = is_kw(t[1].s, "any");
+		return 0;
+	}
+	if (is_kw(kw, "stage")) {
+		if (n != 2 || (!is_kw(t[1].s, "auto") && !is_kw(t[1].s, "data")))
+			return perr(p, "stage: expected auto or data");
+		p->cur->forced_data = is_kw(t[1].s, "data");
+		return 0;
+	}
+	if (is_kw(kw, "continue") || is_kw(kw, "stop")) {
+		if (n != 1)
+			return perr(p, "%s takes no arguments", kw);
+		p->cur->cont = is_kw(kw, "continue");
+		return 0;
+	}
+	if (is_kw(kw, "not")) {
+		neg = 1;
+		if (n < 2)
+			return perr(p, "not: expected a condition");
+		kw = t[1].s;
+		for (i = 0; i < NCONDKW; i++)
+			if (is_kw(kw, condkw[i].kw))
+				return parse_cond(p, 1, condkw[i].kind, t + 2, n - 2);
+		return perr(p, "not: \"%s\" is not a condition", kw);
+	}
+	for (i = 0; i < NCONDKW; i++)
+		if (is_kw(kw, condkw[i].kw))
+			return parse_cond(p, neg, condkw[i].kind, t + 1, n - 1);
+	for (i = 0; i < NACTKW; i++)
+		if (is_kw(kw, actkw[i].kw))
+			return parse_action(p, actkw[i].kind, t + 1, n - 1);
+	return perr(p, "unknown keyword \"%s\"", kw);
+}
+
+int
+rules_parse(struct ruleset *rs, const char *path, const char *text, size_t len,
+    char *err, size_t errlen)
+{
+	struct pstate p = { rs, path, 0, err, errlen, NULL };
+	size_t off = 0;
+	char line[MAX_LINE + 1];
+
+	memset(rs, 0, sizeof *rs);
+	rs->path = xstrdup(path);
+	rs->body_limit = RULES_BODY_DEFAULT;
+	if (len > RULES_MAX_FILE)
+		return perr(&p, "file too large");
+	while (off < len) {
+		const char *nl = memchr(text + off, '\n', len - off);
+		size_t l = nl ? (size_t)(nl - (text + off)) : len - off;
+
+		size_t next = off + l + (nl ? 1 : 0);
+
+		p.lineno++;
+		if (l && text[off + l - 1] == '\r')
+			l--;
+		if (l > MAX_LINE)
+			return perr(&p, "line longer than %d bytes", MAX_LINE);
+		memcpy(line, text + off, l);
+		line[l] = 0;
+		if (strlen(line) != l)
+			return perr(&p, "NUL byte in the line");
+		if (parse_line(&p, line) < 0)
+			return -1;
+		off = next;
+	}
+	return finish_rule(&p);
+}
+
+int
+rules_parse_file(struct ruleset *rs, const char *path, char *err, size_t errlen)
+{
+	struct buf b = BUF_INIT;
+	char chunk[65536];
+	ssize_t n;
+	int fd, rc;
+
+	memset(rs, 0, sizeof *rs);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	while ((n = read(fd, chunk, sizeof chunk)) > 0) {
+		buf_add(&b, chunk, (size_t)n);
+		if (b.len > RULES_MAX_FILE)
+			break;
+	}
+	if (n < 0) {
+		int e = errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		close(fd);
+		buf_free(&b);
+		errno = e;
+		return -1;
+	}
+	close(fd);
+	rc = rules_parse(rs, path, b.s ? b.s : "", b.len, err, errlen);
+	buf_free(&b);
+	if (rc < 0)
+		errno = EINVAL;
+	return rc;
+}
+
+void
+rules_free(struct ruleset *rs)
+{
+	int i, j, k;
+
+	for (i = 0; i < rs->nrules; i++) {
+		struct rule *r = &rs->rules[i];
+		for (j = 0; j < r->nconds; j++) {
+			struct rcond *c = &r->conds[j];
+			for (k = 0; k < c->npats; k++) {
+				if (c->pats[k].is_re)
+					regfree(&c->pats[k].re);
+				free(c->pats[k].src);
+			}
+			free(c->pats);
+			free(c->cidrs);
+			free(c->hname);
+		}
+		for (j = 0; j < r->nacts; j++) {
+			struct raction *a = &r->acts[j];
+			for (k = 0; k < a->naddrs; k++)
+				free(a->addrs[k]);
+			free(a->addrs);
+			free(a->text);
+			free(a->hname);
+		}
+		free(r->conds);
+		free(r->acts);
+		free(r->name);
+	}
+	free(rs->rules);
+	free(rs->path);
+	memset(rs, 0, sizeof *rs);
+}
+
+static void
+add_word(struct buf *b, const char *s, int re)
+{
+	const char *q;
+	int plain = *s && !re && *s != '"' && *s != '/' && *s != '#';
+
+	for (q = s; *q && plain; q++)
+		if (*q == ' ' || *q == '\t')
+			plain = 0;
+	buf_addc(b, ' ');
+	if (plain) {
+		buf_adds(b, s);
+		return;
+	}
+	buf_addc(b, re ? '/' : '"');
+	for (q = s; *q; q++) {
+		if (*q == (re ? '/' : '"'))
+			buf_addc(b, '\\');
+		buf_addc(b, *q);
+	}
+	buf_addc(b, re ? '/' : '"');
+}
+
+void
+rules_cond_str(const struct rcond *c, struct buf *b)
+{
+	static const char *ops[] = { "<", "<=", ">", ">=", "=" };
+	char tmp[IP_STRLEN];
+	int i;
+
+	if (c->neg)
+		buf_adds(b, "not ");
+	buf_adds(b, rules_cond_name(c->kind));
+	if (c->hname)
+		add_word(b, c->hname, 0);
+	for (i = 0; i < c->npats; i++)
+		add_word(b, c->pats[i].src, c->pats[i].is_re);
+	for (i = 0; i < c->ncidrs; i++) {
+		cidr_format(&c->cidrs[i].ip, c->cidrs[i].len, tmp, sizeof tmp);
+		buf_printf(b, " %s", tmp);
+	}
+	if (c->kind == C_SIZE || c->kind == C_RCPTCOUNT)
+		buf_printf(b, " %s %lld", ops[c->op], c->num);
+	if (c->kind == C_TIME)
+		buf_printf(b, " %02d:%02d-%02d:%02d", c->from / 60, c->from % 60, c->to / 60, c->to % 60);
+	if (c->kind == C_DAY) {
+		const char *sep = " ";
+		for (i = 0; i < 7; i++)
+			if (c->days & (1u << i)) {
+				buf_printf(b, "%s%s", sep, days[i]);
+				sep = ",";
+			}
+	}
+}
+
+void
+rules_act_str(const struct raction *a, struct buf *b)
+{
+	int i;
+
+	buf_adds(b, rules_act_name(a->kind));
+	switch (a->kind) {
+	case A_REJECT:
+	case A_TEMPFAIL:
+		buf_printf(b, " %d %s", a->code, a->xcode);
+		add_word(b, a->text, 0);
+		break;
+	case A_REDIRECT:
+	case A_COPY:
+		for (i = 0; i < a->naddrs; i++)
+			buf_printf(b, " %s", a->addrs[i]);
+		break;
+	case A_ADDHEADER:
+		buf_printf(b, " %s", a->hname);
+		add_word(b, a->text, 0);
+		break;
+	case A_TAG:
+	case A_FOLDER:
+		add_word(b, a->text, 0);
+		break;
+	default:
+		break;
+	}
+}

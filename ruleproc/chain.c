@@ -1,0 +1,166 @@
+/* chain.c: ruleproc as a filter in the delivery chain.
+ * Envelope from the environment (SENDER, RECIPIENTS, TCPREMOTEIP,
+ * TCPREMOTEHOST, HELO, AUTHUSER, MXID), message on stdin (a pipe or a
+ * seekable file), then exec PROG with the new RECIPIENTS/FOLDERS and
+ * the (possibly rewritten) message on stdin. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "log.h"
+#include "msgio.h"
+#include "ruleproc.h"
+
+static void
+fail(int code, const char *status)
+{
+	/* the last stderr line is the reason smtpd-lite turns into a reply */
+	fprintf(stderr, "%s\n", status);
+	fflush(stderr);
+	exit(code);
+}
+
+static const char *
+env(const char *n)
+{
+	const char *v = getenv(n);
+	return v && *v ? v : NULL;
+}
+
+/* Replace our recipients' lines in an inherited FOLDERS value. */
+static void
+merge_folders(struct buf *out, const char *old, const struct buf *ours)
+{
+	struct buf res = BUF_INIT;
+
+	while (old && *old) {
+		size_t l = strcspn(old, "\n");
+		const char *tab = memchr(old, '\t', l);
+		int dup = 0;
+		if (tab) {
+			size_t al = (size_t)(tab - old), off = 0;
+			while (off < ours->len) {
+				const char *nl = memchr(ours->s + off, '\n', ours->len - off);
+				size_t ll = nl ? (size_t)(nl - (ours->s + off)) : ours->len - off;
+				if (ll > al && ours->s[off + al] == '\t' && !strncasecmp(ours->s + off, old, al))
+					dup = 1;
+				off += ll + 1;
+			}
+		}
+		if (!dup && l) {
+			buf_add(&res, old, l);
+			buf_addc(&res, '\n');
+		}
+		old += l;
+		if (*old)
+			old++;
+	}
+	if (ours->len)
+		buf_add(&res, ours->s, ours->len);
+	buf_clear(out);
+	if (res.len)
+		buf_add(out, res.s, res.len);
+	buf_free(&res);
+}
+
+int
+chain_mode(const struct opts *o, char **argv)
+{
+	struct settings set;
+	struct loaded l;
+	struct renv e;
+	struct rresult res;
+	struct rmsg m;
+	struct msgsrc src;
+	char err[800];
+	int scanned = 0, i;
+	struct buf rc = BUF_INIT, fo = BUF_INIT, fm = BUF_INIT;
+
+	if (settings_load(&set, o->confdir, err, sizeof err) < 0) {
+		log_warn("%s", err);
+		fail(EXIT_TEMP, "4.3.0 ruleproc: configuration error");
+	}
+	if (rp_load(o, &l, err, sizeof err) < 0) {
+		log_warn("%s", err);
+		fail(EXIT_TEMP, "4.3.0 ruleproc: rules configuration error, try again later");
+	}
+	memset(&e, 0, sizeof e);
+	e.sender = getenv("SENDER") ? getenv("SENDER") : "";
+	{
+		char *b = rp_bare(e.sender);
+		e.sender = b;	/* kept for the process lifetime */
+	}
+	e.rcpts = rp_split_rcpts(getenv("RECIPIENTS"), &e.nrcpt);
+	e.client = env("TCPREMOTEIP");
+	e.client_name = env("TCPREMOTEHOST");
+	e.helo = env("HELO");
+	e.auth = env("AUTHUSER");
+	rules_when(o->when, &e.wday, &e.minute);
+
+	msgsrc_init(&src, set.spooldir);
+	rmsg_init(&m, l.rs.body_limit);
+	if (l.rs.need_headers || l.rs.need_body || l.rs.need_size || l.rs.need_attach) {
+		if (msgsrc_scan(&src, &m, &l.rs, 0) < 0)
+			fail(EXIT_TEMP, "4.3.0 ruleproc: cannot read the message");
+		scanned = 1;
+		e.msg = &m;
+	}
+	rules_run(&l.rs, &e, ST_DATA, &res, NULL);
+	if (res.v == V_DELIVER && rresult_modifies(&res) && !scanned) {
+		if (msgsrc_scan(&src, &m, &l.rs, 1) < 0)
+			fail(EXIT_TEMP, "4.3.0 ruleproc: cannot read the message");
+		scanned = 1;
+	}
+	switch (res.v) {
+	case V_REJECT:
+	case V_TEMPFAIL: {
+		const struct rule *r = &l.rs.rules[res.rule];
+		log_info("%s rule=\"%s\" line=%d sender=<%s> %d %s %s", res.v == V_REJECT ?
+		    "reject" : "tempfail", r->name, r->line, e.sender, res.code, res.xcode, res.text);
+		snprintf(err, sizeof err, "%s %s", res.xcode, res.text);
+		fail(res.v == V_REJECT ? EXIT_PERM : EXIT_TEMP, err);
+		break;
+	}
+	case V_DISCARD:
+		log_info("discard rule=\"%s\" sender=<%s> recipients=%d",
+		    res.rule >= 0 ? l.rs.rules[res.rule].name : "(every recipient discarded)",
+		    e.sender, e.nrcpt);
+		exit(0);
+	case V_DELIVER:
+		break;
+	}
+	rresult_recipients(&res, &rc, &fo);
+	if (rresult_modifies(&res)) {
+		if (msgsrc_rewrite(&src, &m, &res) < 0)
+			fail(EXIT_TEMP, "4.3.0 ruleproc: cannot write the changed message");
+	} else if (msgsrc_rewind(&src) < 0)
+		fail(EXIT_TEMP, "4.3.0 ruleproc: cannot rewind the message");
+	if (rc.len && rc.s[rc.len - 1] == '\n')
+		rc.s[--rc.len] = 0;
+	if (setenv("RECIPIENTS", rc.s ? rc.s : "", 1) < 0)
+		fail(EXIT_TEMP, "4.3.0 ruleproc: out of memory");
+	merge_folders(&fm, getenv("FOLDERS"), &fo);
+	if (fm.len && setenv("FOLDERS", fm.s, 1) < 0)
+		fail(EXIT_TEMP, "4.3.0 ruleproc: out of memory");
+	if (res.nmatched || o->verbose) {
+		struct buf s = BUF_INIT;
+		for (i = 0; (size_t)i < rc.len; i++)
+			buf_addc(&s, rc.s[i] == '\n' ? ',' : rc.s[i]);
+		log_info("deliver rules_matched=%d recipients=%s%s%s%s", res.nmatched,
+		    s.s ? s.s : "", res.nh ? " headers_added" : "", res.tag ? " subject_tagged" : "",
+		    fo.len ? " folders" : "");
+		buf_free(&s);
+	}
+	if (l.fallback)
+		log_warn("filtered with the last good rules (rules.ok): fix %s", l.why);
+	execvp(argv[0], argv);
+	log_warnsys("cannot run %s", argv[0]);
+	fail(EXIT_TEMP, "4.3.0 ruleproc: cannot run the next program");
+	return EXIT_TEMP;
+}

@@ -1,0 +1,238 @@
+/* load.c: which rules are in force, and ruleproc -t.
+ *
+ * CONFDIR/rules is parsed at start. When it parses, it is in force and
+ * (best effort) copied to CONFDIR/rules.ok, the "last good" copy. When
+ * it does not, the error is logged as "file:line: reason" and
+ * CONFDIR/rules.ok is used instead; when that is missing or broken too,
+ * the caller tempfails (never accepts unfiltered, never rejects). A
+ * missing CONFDIR/rules means "no rules". */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "log.h"
+#include "ruleproc.h"
+
+static int
+read_all(const char *path, struct buf *b)
+{
+	char chunk[65536];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	buf_clear(b);
+	if (fd < 0)
+		return -1;
+	while ((n = read(fd, chunk, sizeof chunk)) > 0) {
+		buf_add(b, chunk, (size_t)n);
+		if (b->len > RULES_MAX_FILE)
+			break;
+	}
+	if (n < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static void
+path_of(const struct opts *o, const char *name, char *p, size_t len)
+{
+	snprintf(p, len, "%s/%s", o->confdir, name);
+}
+
+int
+rp_install_ok(const char *confdir, const char *text, size_t len)
+{
+	char tmp[4200], dst[4200];
+	size_t off = 0;
+	int fd, dfd, e;
+
+	snprintf(dst, sizeof dst, "%s/rules.ok", confdir);
+	snprintf(tmp, sizeof tmp, "%s/rules.ok.tmp.%ld", confdir, (long)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	while (off < len) {
+		ssize_t w = write(fd, text + off, len - off);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			goto fail;
+		}
+		off += (size_t)w;
+	}
+	if (fsync(fd) < 0)
+		goto fail;
+	if (close(fd) < 0) {
+		fd = -1;
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, dst) < 0)
+		goto fail;
+	dfd = open(confdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+fail:
+	e = errno;
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	errno = e;
+	return -1;
+}
+
+/* Refresh rules.ok from a good rules text when it differs (best effort:
+ * a read-only CONFDIR is fine). */
+static void
+refresh_ok(const struct opts *o, const struct buf *text)
+{
+	struct buf cur = BUF_INIT;
+	char p[4200];
+
+	path_of(o, "rules.ok", p, sizeof p);
+	if (read_all(p, &cur) == 0 && cur.len == text->len &&
+	    (cur.len == 0 || !memcmp(cur.s, text->s, cur.len))) {
+		buf_free(&cur);
+		return;
+	}
+	buf_free(&cur);
+	if (access(o->confdir, W_OK) == 0 && rp_install_ok(o->confdir, text->s ? text->s : "", text->len) < 0)
+		log_warnsys("cannot update %s", p);
+}
+
+int
+rp_load(const struct opts *o, struct loaded *l, char *err, size_t errlen)
+{
+	char path[4200], okp[4200], e2[700];
+	struct buf text = BUF_INIT;
+
+	memset(l, 0, sizeof *l);
+	if (o->rulesfile)
+		strlcpy(path, o->rulesfile, sizeof path);
+	else
+		path_of(o, "rules", path, sizeof path);
+	path_of(o, "rules.ok", okp, sizeof okp);
+	(void)stat(path, &l->st_rules);
+	(void)stat(okp, &l->st_ok);
+	if (read_all(path, &text) < 0) {
+		if (errno == ENOENT && !o->rulesfile) {
+			/* no rules configured */
+			memset(&l->rs, 0, sizeof l->rs);
+			l->rs.path = xstrdup(path);
+			l->rs.body_limit = RULES_BODY_DEFAULT;
+			l->none = 1;
+			buf_free(&text);
+			return 0;
+		}
+		snprintf(l->why, sizeof l->why, "%.600s: %s", path, strerror(errno));
+	} else if (rules_parse(&l->rs, path, text.s ? text.s : "", text.len, l->why,
+	    sizeof l->why) == 0) {
+		if (!o->rulesfile)
+			refresh_ok(o, &text);
+		buf_free(&text);
+		return 0;
+	} else
+		rules_free(&l->rs);
+	buf_free(&text);
+	log_warn("%s", l->why);
+	if (o->rulesfile) {
+		strlcpy(err, l->why, errlen);
+		return -1;
+	}
+	if (rules_parse_file(&l->rs, okp, e2, sizeof e2) == 0) {
+		l->fallback = 1;
+		log_warn("using the last good rules from %s until %s is fixed", okp, path);
+		return 0;
+	}
+	rules_free(&l->rs);
+	snprintf(err, errlen, "%s; no usable last good copy (%s)", l->why, e2);
+	return -1;
+}
+
+static int
+same(const struct stat *a, const struct stat *b)
+{
+	return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
+	    a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+int
+rp_changed(const struct opts *o, const struct loaded *l)
+{
+	struct stat a, b;
+	char path[4200], okp[4200];
+
+	memset(&a, 0, sizeof a);
+	memset(&b, 0, sizeof b);
+	if (o->rulesfile)
+		strlcpy(path, o->rulesfile, sizeof path);
+	else
+		path_of(o, "rules", path, sizeof path);
+	path_of(o, "rules.ok", okp, sizeof okp);
+	(void)stat(path, &a);
+	if (!same(&a, &l->st_rules))
+		return 1;
+	if (l->fallback) {
+		(void)stat(okp, &b);
+		if (!same(&b, &l->st_ok))
+			return 1;
+	}
+	return 0;
+}
+
+int
+rp_check(const struct opts *o)
+{
+	char path[4200], err[700];
+	struct buf text = BUF_INIT;
+	struct ruleset rs;
+	int i, st[5] = { 0 };
+
+	if (o->rulesfile)
+		strlcpy(path, o->rulesfile, sizeof path);
+	else
+		path_of(o, "rules", path, sizeof path);
+	if (read_all(path, &text) < 0) {
+		fprintf(stderr, "%s: %s\n", path, strerror(errno));
+		return EXIT_PERM;
+	}
+	if (rules_parse(&rs, path, text.s ? text.s : "", text.len, err, sizeof err) < 0) {
+		fprintf(stderr, "%s\n", err);
+		rules_free(&rs);
+		buf_free(&text);
+		return EXIT_PERM;
+	}
+	for (i = 0; i < rs.nrules; i++)
+		st[rs.rules[i].stage]++;
+	printf("%s: %d rule%s OK (%d connect, %d helo, %d mail, %d rcpt, %d data stage)\n",
+	    path, rs.nrules, rs.nrules == 1 ? "" : "s", st[0], st[1], st[2], st[3], st[4]);
+	if (o->verbose)
+		for (i = 0; i < rs.nrules; i++)
+			printf("  %d. line %d, %s stage: %s\n", i + 1, rs.rules[i].line,
+			    rules_stage_name(rs.rules[i].stage), rs.rules[i].name);
+	rules_free(&rs);
+	if (!o->rulesfile) {
+		if (rp_install_ok(o->confdir, text.s ? text.s : "", text.len) < 0) {
+			fprintf(stderr, "%s/rules.ok: cannot install: %s\n", o->confdir, strerror(errno));
+			buf_free(&text);
+			return EXIT_TEMP;
+		}
+		printf("installed %s/rules.ok (the last good copy used if rules breaks)\n", o->confdir);
+	}
+	buf_free(&text);
+	return 0;
+}

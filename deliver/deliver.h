@@ -46,6 +46,7 @@ struct rcpt {
 	struct target *t;
 	size_t nt;
 	int group;		/* which data file its Maildir targets share */
+	int dt_used;		/* its file carried "Delivered-To: key" */
 };
 
 struct tables {

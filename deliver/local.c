@@ -172,6 +172,9 @@ local_deliver_group(struct local_ctx *c, struct rcpt *r, size_t nr, int g)
 	buf_printf(&hdr, "Return-Path: <%s>\n", c->sender);
 	if (nrcpt == 1)		/* a file read by several recipients names none */
 		buf_printf(&hdr, "Delivered-To: %s\n", dtkey);
+	for (i = 0; i < nr; i++)
+		if (r[i].group == g && r[i].state == RS_OK)
+			r[i].dt_used = nrcpt == 1;
 
 	for (i = 0; i < ns; i++) {
 		struct mdc *e = sl[i].e;

@@ -216,6 +216,10 @@ main(int argc, char **argv)
 		const char *f;
 		if ((e = strchr(p, '\n')))
 			*e = 0;
+		for (char *t = p + strlen(p); t > p && (t[-1] == '\r' || t[-1] == ' ' || t[-1] == '\t'); )
+			*--t = 0;
+		while (*p == ' ' || *p == '\t')
+			p++;
 		if (!*p)
 			continue;
 		memset(&x, 0, sizeof x);
@@ -265,8 +269,11 @@ main(int argc, char **argv)
 		(void)mkdir(s.queuedir, 0700);
 		(void)mkdir(qt, 0700);
 		spoolfd = open(qt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (spoolfd < 0)	/* a pipe still needs its one copy somewhere */
+			spoolfd = open(getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+			    O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	}
-	if (msg_open(&m, spoolfd >= 0 ? spoolfd : AT_FDCWD, err, sizeof err) < 0 ||
+	if (msg_open(&m, spoolfd, err, sizeof err) < 0 ||
 	    msg_scan(&m, err, sizeof err) < 0) {
 		log_warn("%s", err);
 		finish(EXIT_TEMP, "4.3.0 cannot read or copy the message");
@@ -301,7 +308,6 @@ main(int argc, char **argv)
 	for (i = 0; i < nr; i++) {
 		struct rcpt *x = &r[i];
 		const char *given = log_esc(esc, sizeof esc, x->given, strlen(x->given));
-		int nmd = 0;
 		if (x->state == RS_PERM) {
 			nperm++;
 			if (!first_perm)
@@ -320,8 +326,6 @@ main(int argc, char **argv)
 			    x->reason);
 			continue;
 		}
-		for (j = 0; j < x->nt; j++)
-			nmd += x->t[j].kind == T_MAILDIR;
 		for (j = 0; j < x->nt; j++) {
 			struct target *t = &x->t[j];
 			if (t->kind == T_REMOTE) {
@@ -336,19 +340,14 @@ main(int argc, char **argv)
 				    (int)strlen(t->path) - (t->path[strlen(t->path) - 1] == '/'), t->path,
 				    t->folder[0] ? "/." : "", t->folder, t->newname);
 			} else {
-				int alone = 1;
-				for (size_t k = 0; !percopy && k < nr; k++)
-					if (k != i && r[k].state == RS_OK && r[k].nt)
-						alone = 0;
 				ntemp++;
 				if (!first_temp)
 					first_temp = t->reason;
 				log_info("rcpt=<%s> Maildir %s deferred: %s", given, t->path, t->reason);
 				queue_add_rcpt(&qi, QS_PENDING, QK_MAILDIR, x->key, x->given,
-				    alone ? x->key : "", t->path, t->folder, t->reason);
+				    x->dt_used ? x->key : "", t->path, t->folder, t->reason);
 			}
 		}
-		(void)nmd;
 	}
 	local_cleanup(&lc);
 

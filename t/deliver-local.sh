@@ -31,6 +31,11 @@ ok "piped message, SENDER/RECIPIENTS: bob got it" test -n "$(only "$M/bob")"
 ok "piped message: carol got it" test -n "$(only "$M/carol")"
 is "$(tail -n +2 "$(only "$M/bob")")" "$(cat "$T/m1")" "piped message: bytes intact"
 
+# RECIPIENTS with CR LF line ends and blanks (hand-made environments)
+clear
+RECIPIENTS="$(printf ' bob@example.com\r\ncarol@example.com \r\n\n')" SENDER=x@example.net dl <"$T/m1"
+is "$?/$(nfiles "$M/bob/new")/$(nfiles "$M/carol/new")" "0/1/1" "RECIPIENTS with CR LF and blanks"
+
 # two recipients: one data write, one link each (same inode)
 clear
 ok "two recipients" dl -f s@example.net alice@example.com bob@example.com <"$T/m1"

@@ -63,6 +63,8 @@ merge_folders(struct buf *out, const char *old, const struct buf *ours)
 	}
 	if (ours->len)
 		buf_add(&res, ours->s, ours->len);
+	while (res.len && res.s[res.len - 1] == '\n')
+		res.s[--res.len] = 0;
 	buf_clear(out);
 	if (res.len)
 		buf_add(out, res.s, res.len);

@@ -1,0 +1,137 @@
+/* Unit tests: the rules(5) parser and the glob matcher (lib/rules.c,
+ * lib/rules_eval.c). */
+#include <stdlib.h>
+#include <string.h>
+#include "check.h"
+#include "rules.h"
+
+static void
+glob(const char *p, const char *s, int want)
+{
+	CHECK(rules_glob(p, s, strlen(s)) == want, "glob %s %s %s", p, want ? "matches" : "does not match", s);
+}
+
+/* parse text; expect an error containing want (NULL: success) */
+static void
+parse(const char *what, const char *text, const char *want)
+{
+	struct ruleset rs;
+	char err[600] = "";
+	int rc = rules_parse(&rs, "rules", text, strlen(text), err, sizeof err);
+
+	if (!want)
+		CHECK(rc == 0, "%s parses%s%s", what, rc ? ": " : "", rc ? err : "");
+	else {
+		CHECK(rc < 0 && strstr(err, want), "%s refused with \"%s\"", what, want);
+		if (rc == 0 || !strstr(err, want))
+			printf("#   got: %s\n", rc ? err : "(parsed)");
+	}
+	rules_free(&rs);
+}
+
+int
+main(void)
+{
+	struct ruleset rs;
+	char err[600];
+	struct buf b = BUF_INIT;
+	const char *t;
+
+	glob("alice@example.com", "ALICE@Example.COM", 1);
+	glob("alice@example.com", "alice@example.com.evil", 0);
+	glob("*@example.com", "bob@example.com", 1);
+	glob("*@example.com", "bob@sub.example.com", 0);
+	glob("*.example.com", "bob@sub.example.com", 1);	/* * spans @ and dots */
+	glob("*@example.com", "bob@example.com.evil", 0);
+	glob("*@*.example.com", "bob@sub.example.com", 1);
+	glob("?ob@example.com", "bob@example.com", 1);
+	glob("?ob@example.com", "ob@example.com", 0);
+	glob("*", "", 1);
+	glob("", "", 1);
+	glob("", "x", 0);
+	glob("a*b*c", "aXXbYYc", 1);
+	glob("a*b*c", "aXXbYY", 0);
+	glob("*viagra*", "Buy VIAGRA now", 1);
+	glob("\\*literal", "*literal", 1);
+	glob("\\*literal", "xliteral", 0);
+	glob("[SPAM]*", "[spam] hi", 1);
+	glob("*a*a*a*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", 0);
+	glob("**x", "x", 1);
+
+	parse("empty file", "", NULL);
+	parse("comments only", "# nothing\n\n   # more\n", NULL);
+	parse("a full rule",
+	    "body-scan 32K\n"
+	    "rule \"Forged local sender\"\n"
+	    "    sender *@example.com *@example.org\n"
+	    "    not client 127.0.0.0/8 ::1 192.168.0.0/16\n"
+	    "    not authenticated\n"
+	    "    reject 550 5.7.1 \"Not from here\"\n", NULL);
+	parse("regex value", "rule r\n header Subject /^(re: )*win(ner)? [0-9]+/\n discard\n", NULL);
+	parse("CRLF line ends", "rule r\r\n sender x@y\r\n accept\r\n", NULL);
+	parse("time and day", "rule r\n time 22:00-06:00\n day mon-fri\n tempfail\n", NULL);
+	parse("day list", "rule r\n day sat,sun\n accept\n", NULL);
+	parse("size", "rule r\n size > 10M\n reject 552 5.3.4 too big\n", NULL);
+	parse("size without blank", "rule r\n size >=1k\n accept\n", NULL);
+	parse("all actions that combine",
+	    "rule r\n add-header X-A b c\n tag-subject [x]\n folder Junk\n copy a@b.c\n redirect d@e.f\n continue\n", NULL);
+	parse("outside a rule", "sender x\n", ":1: \"sender\" outside a rule");
+	parse("unknown keyword", "rule r\n sendr x@y\n accept\n", ":2: unknown keyword \"sendr\"");
+	parse("no action", "rule r\n sender x@y\nrule s\n accept\n", ":1: rule \"r\" has no action");
+	parse("two finals", "rule r\n accept\n reject\n", "only one of accept, reject");
+	parse("reject plus action", "rule r\n reject\n add-header X-A b\n", "reject cannot be combined");
+	parse("continue after reject", "rule r\n reject\n continue\n", "continue after reject");
+	parse("bad cidr", "rule r\n client 10.0.0.300\n accept\n", ":2: client: \"10.0.0.300\" is not an IP");
+	parse("host bits", "rule r\n client 10.0.0.1/8\n accept\n", "bits set beyond the prefix");
+	parse("bad regex", "rule r\n body /a(b/\n accept\n", ":2: bad regular expression");
+	parse("unterminated quote", "rule r\n body \"abc\n accept\n", "missing closing quote");
+	parse("unterminated regex", "rule r\n body /abc\n accept\n", "missing closing /");
+	parse("reject code class", "rule r\n reject 451 x\n", "reply code must be 5xx");
+	parse("tempfail code class", "rule r\n tempfail 550\n", "reply code must be 4xx");
+	parse("enhanced code class", "rule r\n reject 550 4.7.1 x\n", "bad enhanced status code");
+	parse("bad time", "rule r\n time 25:00-06:00\n accept\n", "time: expected a range");
+	parse("empty time", "rule r\n time 06:00-06:00\n accept\n", "empty range");
+	parse("bad day", "rule r\n day funday\n accept\n", "day:");
+	parse("bad folder", "rule r\n folder ../etc\n", "folder: expected one folder name");
+	parse("dot folder", "rule r\n folder .Junk\n", "folder:");
+	parse("bad redirect", "rule r\n redirect not an address@\n", "redirect:");
+	parse("duplicate name", "rule a\n accept\nrule A\n accept\n", "already defined at line 1");
+	parse("body-scan after rule", "rule a\n accept\nbody-scan 1K\n", "body-scan must come before");
+	parse("header without pattern", "rule a\n header Subject\n accept\n", "expected at least one pattern");
+	parse("match bad", "rule a\n match some\n accept\n", "match: expected all or any");
+	parse("size garbage", "rule a\n size > lots\n accept\n", "expected a number");
+	parse("glob ending in backslash", "rule a\n sender abc\\\n accept\n", "single backslash");
+
+	{
+		static const char nul[] = "rule a\n acc\0ept\n";
+		int rc = rules_parse(&rs, "rules", nul, sizeof nul - 1, err, sizeof err);
+		CHECK(rc < 0 && strstr(err, "rules:2: NUL byte"), "NUL in a line refused");
+		rules_free(&rs);
+	}
+
+	/* stages */
+	t = "rule c\n client 10.0.0.0/8\n accept\n"
+	    "rule h\n helo x\n accept\n"
+	    "rule m\n sender x\n not authenticated\n accept\n"
+	    "rule r\n recipient x\n client ::1\n accept\n"
+	    "rule d\n header Subject x\n accept\n"
+	    "rule f\n sender x\n stage data\n accept\n"
+	    "rule n\n recipients > 3\n accept\n"
+	    "rule always\n accept\n";
+	CHECK(rules_parse(&rs, "rules", t, strlen(t), err, sizeof err) == 0, "stage file parses");
+	if (rs.nrules == 8) {
+		CHECK(rs.rules[0].stage == ST_CONNECT, "client: connect stage");
+		CHECK(rs.rules[1].stage == ST_HELO, "helo: helo stage");
+		CHECK(rs.rules[2].stage == ST_MAIL, "sender, authenticated: mail stage");
+		CHECK(rs.rules[3].stage == ST_RCPT && rs.rules[3].rcpt_dep, "recipient: rcpt stage");
+		CHECK(rs.rules[4].stage == ST_DATA && rs.need_headers, "header: data stage");
+		CHECK(rs.rules[5].stage == ST_DATA, "stage data forces data");
+		CHECK(rs.rules[6].stage == ST_DATA, "recipient count: data stage");
+		CHECK(rs.rules[7].stage == ST_CONNECT, "no conditions: earliest stage");
+		rules_cond_str(&rs.rules[3].conds[1], &b);
+		CHECK_STR(b.s, "client ::1/128", "condition printed back");
+	}
+	rules_free(&rs);
+	buf_free(&b);
+	CHECK_DONE();
+}

@@ -44,6 +44,32 @@ seterr(char *err, size_t errlen, const char *what, const char *name)
 		snprintf(err, errlen, "%s %s: %s", what, name, strerror(errno));
 }
 
+/* mkdir name in dirfd, and make the new entry durable (fsync dirfd):
+ * a message linked into a fresh Maildir must not vanish with it in a
+ * crash. EEXIST is success. */
+static int
+mkdir_durable(int dirfd, const char *name)
+{
+	if (mkdirat(dirfd, name, 0700) == 0) {
+		int pfd = -1;
+		const char *sl = strrchr(name, '/');
+		if (sl) {	/* fsync the parent of the last component */
+			char parent[1200];
+			snprintf(parent, sizeof parent, "%.*s", (int)(sl - name), name);
+			pfd = openat(dirfd, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		}
+		if (fsync(pfd >= 0 ? pfd : dirfd) < 0) {
+			if (pfd >= 0)
+				close(pfd);
+			return -1;
+		}
+		if (pfd >= 0)
+			close(pfd);
+		return 0;
+	}
+	return errno == EEXIST ? 0 : -1;
+}
+
 /* mkdir -p of path (relative) below dirfd, mode 0700. */
 static int
 mkdirs_at(int dirfd, const char *path)
@@ -62,7 +88,7 @@ mkdirs_at(int dirfd, const char *path)
 		if (p[i] != '/' && p[i] != 0)
 			continue;
 		p[i] = 0;
-		if (mkdirat(dirfd, p, 0700) < 0 && errno != EEXIST)
+		if (mkdir_durable(dirfd, p) < 0)
 			return -1;
 		if (i < n)
 			p[i] = '/';
@@ -83,7 +109,7 @@ make_subdirs(int fd)
 	size_t i;
 
 	for (i = 0; i < 3; i++)
-		if (mkdirat(fd, sub[i], 0700) < 0 && errno != EEXIST)
+		if (mkdir_durable(fd, sub[i]) < 0)
 			return -1;
 	return 0;
 }
@@ -144,7 +170,7 @@ maildir_open(struct maildir *m, int rootfd, const char *path, const char *folder
 				close(base);
 				return -1;
 			}
-			if (mkdirat(base, fname, 0700) < 0 && errno != EEXIST) {
+			if (mkdir_durable(base, fname) < 0) {
 				seterr(err, errlen, "cannot create folder", m->name);
 				close(base);
 				return -1;

@@ -93,10 +93,19 @@ open_sub(const char *qdir, const char *sub, int create)
 	snprintf(p, sizeof p, "%s/%s", qdir, sub);
 	fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT && create) {
+		int qfd;
 		if (mkdir(qdir, 0700) < 0 && errno != EEXIST)
 			return -1;
 		if (mkdir(p, 0700) < 0 && errno != EEXIST)
 			return -1;
+		/* the new subdirectory's entry must survive a crash too */
+		if ((qfd = open(qdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+			return -1;
+		if (fsync(qfd) < 0) {
+			close(qfd);
+			return -1;
+		}
+		close(qfd);
 		fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	}
 	return fd;

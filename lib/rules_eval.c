@@ -495,10 +495,9 @@ apply(const struct rule *r, int ri, struct rresult *res, const int *hit, int pse
 			strlcpy(res->text, a->text, sizeof res->text);
 			break;
 		case A_DISCARD:
-			if (pseudo) {
+			res->rule = ri;	/* named if every recipient ends up discarded */
+			if (pseudo)
 				res->v = V_DISCARD;
-				res->rule = ri;
-			}
 			for (j = 0; j < res->nr; j++)
 				if (hit[j])
 					res->r[j].discard = 1;

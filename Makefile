@@ -9,7 +9,7 @@ BUILD   ?= build
 
 PROGS   = mkcdb relaycheck smtpd-lite deliver ruleproc
 DEB_BUILD = libcdb-dev tinycdb libmilter-dev libbsd-dev pkg-config gcc make
-DEB_TEST  = ucspi-tcp swaks python3 postfix dovecot-core dovecot-pop3d dovecot-imapd postgrey
+DEB_TEST  = ucspi-tcp swaks python3 postfix dovecot-core dovecot-pop3d dovecot-imapd postgrey miltertest
 
 PKGS_ALL  = libbsd-overlay libcdb
 CC      ?= cc

@@ -92,7 +92,7 @@ check_sender(const char *in, char *out, size_t outlen)
 	return NULL;
 }
 
-/* FOLDERS: "recipient folder" lines (ruleproc's folder action). */
+/* FOLDERS: "recipient<TAB>folder" lines (ruleproc's folder action). */
 static const char *
 folder_for(const char *folders, const char *key, char *buf, size_t len)
 {
@@ -100,9 +100,10 @@ folder_for(const char *folders, const char *key, char *buf, size_t len)
 
 	while (p && *p) {
 		e = strchr(p, '\n');
-		sp = memchr(p, ' ', e ? (size_t)(e - p) : strlen(p));
+		/* "addr<TAB>Folder" (ruleproc), or "addr Folder" by hand */
+		sp = memchr(p, '\t', e ? (size_t)(e - p) : strlen(p));
 		if (!sp)
-			sp = memchr(p, '\t', e ? (size_t)(e - p) : strlen(p));
+			sp = memchr(p, ' ', e ? (size_t)(e - p) : strlen(p));
 		if (sp && (size_t)(sp - p) == strlen(key) && !strncasecmp(p, key, strlen(key))) {
 			size_t n = e ? (size_t)(e - sp - 1) : strlen(sp + 1);
 			if (n >= len)

@@ -94,3 +94,21 @@ if [ "$(id -u)" = 0 ] && mkdir -p "$T/small" && mount -t tmpfs -o size=2m,mode=0
 else
 	skip "full filesystem test needs root and tmpfs"
 fi
+
+# unprivileged: started as nobody it works the same; as root it becomes
+# the settings user, and refuses to deliver as root
+if [ "$(id -u)" = 0 ]; then
+	rm -rf "$M"/*
+	chmod -R a+rX "$C"
+	ok "started as nobody" su -s /bin/sh nobody -c "'$BIN/deliver' -c '$C' -f s@example.net alice@example.com <'$T/m1'"
+	is "$(stat -c %U "$M"/alice/new/* 2>/dev/null)" nobody "nobody's delivery is nobody's file"
+	sed -i 's/^user .*/user no-such-user-here/' "$C/settings"
+	dl -f s@example.net alice@example.com <"$T/m1" 2>"$T/err"; rc=$?
+	is "$rc" 111 "as root with an unknown settings user: exit 111 (never delivers as root)"
+	sed -i 's/^user .*/user root/' "$C/settings"
+	dl -f s@example.net alice@example.com <"$T/m1" 2>"$T/err"; rc=$?
+	is "$rc" 111 "as root with user root in settings: exit 111"
+	sed -i 's/^user .*/user nobody/' "$C/settings"
+else
+	ok "unprivileged delivery" dl -f s@example.net alice@example.com <"$T/m1"
+fi

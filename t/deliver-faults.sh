@@ -97,6 +97,7 @@ fi
 
 # unprivileged: started as nobody it works the same; as root it becomes
 # the settings user, and refuses to deliver as root
+sed -i -e "s|^mailroot .*|mailroot $M|" -e "s|^queuedir .*|queuedir $T/queue|" "$C/settings"
 if [ "$(id -u)" = 0 ]; then
 	rm -rf "$M"/*
 	chmod -R a+rX "$C"

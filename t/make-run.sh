@@ -40,6 +40,12 @@ if [ $# -eq 0 ]; then
 		ok "the printed swaks line sends a message" sh -c "$sw"
 		is "$(ls "$where" | wc -l | tr -d ' ')" 2 "the swaks message landed there too"
 	fi
+	if [ -x "$BIN/ruleproc" ] && [ -f "$TOP/conf/rules" ]; then
+		like "$(grep 'chain:' "$T/out")" 'ruleproc -> deliver' "make run: the chain is ruleproc -> deliver"
+		python3 -c 'import smtplib,sys; s = smtplib.SMTP("127.0.0.1", int(sys.argv[1])); s.sendmail("you@example.net", ["alice@example.com"], "Subject: [SPAM] cheap\r\n\r\nx\r\n"); s.quit()' "$port"
+		is "$(ls "$T/run/mail/alice/.Junk/new" 2>/dev/null | wc -l | tr -d ' ')" 1 "make run: ruleproc's folder rule files [SPAM] into alice/.Junk"
+		ok "make run: ruleproc's header is in delivered mail" grep -q '^X-Rules: ' "$where"/*
+	fi
 	exit 0
 fi
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -81,11 +87,21 @@ if [ "$(id -u)" = 0 ]; then
 	fi
 fi
 
+# the chain after DATA: ruleproc (when built and conf/rules exists) then
+# deliver, unless the settings name a chain of their own
+chain=deliver
+if ! grep -q '^chain[[:space:]]' "$conf/settings" && [ -x "$bin/ruleproc" ] && [ -f "$conf/rules" ]; then
+	chain="ruleproc -> deliver"
+	set -- "$bin/ruleproc" -c "$conf" "$bin/deliver" -c "$conf"
+else
+	set --
+fi
+
 domain=example.com
 cat <<EOF
 
   mx: smtpd-lite listening on 127.0.0.1:$port  (conf: $conf)
-  chain: relaycheck (policy) -> deliver; mail lands under $mailroot
+  chain: relaycheck (policy) -> $chain; mail lands under $mailroot
 
   Send a test message:
     swaks --server 127.0.0.1:$port --from you@example.net --to alice@$domain
@@ -94,9 +110,10 @@ cat <<EOF
 
   It arrives in $mailroot/alice/new/
   (sales@$domain reaches alice and bob; anything@example.org the catch-all;
-   dave@$domain is forwarded into the queue: $queuedir)
+   dave@$domain is forwarded into the queue: $queuedir;
+   with ruleproc, a Subject containing [SPAM] goes to alice/.Junk/)
 
   Ctrl-C stops the server.
 
 EOF
-exec "$bin/smtpd-lite" -c "$conf" -l "127.0.0.1:$port"
+exec "$bin/smtpd-lite" -c "$conf" -l "127.0.0.1:$port" "$@"

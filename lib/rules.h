@@ -222,7 +222,7 @@ struct rresult {
 	int nh;
 	char *tag;		/* subject tag */
 	int nmatched;		/* rules that matched */
-	int undecided;		/* stopped at a rule of a later stage */
+	int undecided;		/* 1 + index of the later-stage rule that stopped the run, or 0 */
 };
 
 /* Run the rules up to stage `upto` (ST_DATA: all). Rules of a later

@@ -446,8 +446,8 @@ eval_rule(const struct rule *r, const struct renv *e, int rcpt, struct buf *trac
 		if (trace) {
 			buf_clear(&cs);
 			rules_cond_str(&r->conds[i], &cs);
-			buf_printf(trace, "%s%-4s %s%s  <- %s\n", indent, c ? "yes" : "no", cs.s,
-			    decided ? "  (not needed)" : "", ev.s ? ev.s : "");
+			buf_printf(trace, "%s%-4s %s  <- %s%s\n", indent, c ? "yes" : "no", cs.s,
+			    ev.s ? ev.s : "", decided ? "  (not needed: already decided)" : "");
 		}
 		if (!decided) {
 			if (r->any && c) {
@@ -584,20 +584,6 @@ rules_run(const struct ruleset *rs, const struct renv *e, enum rstage upto,
 			    r->name, r->line, rules_stage_name(r->stage), r->any ? "any" : "all",
 			    r->cont ? ", continue" : "");
 		}
-		if (r->stage > upto) {
-			if (r->cont) {
-				if (trace)
-					buf_printf(trace, "    skipped: needs %s, not known at %s time\n",
-					    stage_reason(r->stage), rules_stage_name(upto));
-				continue;
-			}
-			res->undecided = 1;
-			if (trace)
-				buf_printf(trace, "    not evaluated: needs %s, not known at %s time; "
-				    "it could stop processing, so no later rule decides now\n",
-				    stage_reason(r->stage), rules_stage_name(upto));
-			break;
-		}
 		/* who is still in play */
 		if (e->nrcpt == 0)
 			active = !pseudo_done;
@@ -607,6 +593,20 @@ rules_run(const struct ruleset *rs, const struct renv *e, enum rstage upto,
 		if (!active) {
 			if (trace)
 				buf_printf(trace, "    not reached: processing has stopped for every recipient\n");
+			break;
+		}
+		if (r->stage > upto) {
+			if (r->cont) {
+				if (trace)
+					buf_printf(trace, "    skipped: needs %s, not known at %s time\n",
+					    stage_reason(r->stage), rules_stage_name(upto));
+				continue;
+			}
+			res->undecided = i + 1;
+			if (trace)
+				buf_printf(trace, "    not evaluated: needs %s, not known at %s time; "
+				    "it could stop processing, so no later rule decides now\n",
+				    stage_reason(r->stage), rules_stage_name(upto));
 			break;
 		}
 		memset(hit, 0, sizeof *hit * ((size_t)e->nrcpt + 1));
@@ -642,7 +642,7 @@ rules_run(const struct ruleset *rs, const struct renv *e, enum rstage upto,
 		apply(r, i, res, hit, e->nrcpt == 0, trace);
 		if (trace) {
 			buf_adds(trace, "    => MATCH");
-			if (r->rcpt_dep && e->nrcpt) {
+			if (e->nrcpt && (r->rcpt_dep || e->nrcpt > 1)) {
 				const char *sep = " for ";
 				for (j = 0; j < e->nrcpt; j++)
 					if (hit[j]) {

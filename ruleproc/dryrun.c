@@ -41,8 +41,11 @@ early(const struct ruleset *rs, const struct renv *base, enum rstage st, int rcp
 	if (r.v == V_REJECT || r.v == V_TEMPFAIL)
 		buf_printf(out, "%d %s %s  (rule %d \"%s\")\n", r.code, r.xcode, r.text, r.rule + 1,
 		    rs->rules[r.rule].name);
-	else if (r.undecided)
-		buf_adds(out, "DUNNO (a later-stage rule comes first; decided after DATA)\n");
+	else if (r.undecided) {
+		const struct rule *u = &rs->rules[r.undecided - 1];
+		buf_printf(out, "DUNNO (rule %d \"%s\" needs the %s stage and comes first; "
+		    "the rest is decided later)\n", r.undecided, u->name, rules_stage_name(u->stage));
+	}
 	else
 		buf_adds(out, "DUNNO\n");
 	rresult_free(&r);

@@ -510,6 +510,13 @@ decode_line(struct rmsg *m, const char *s, size_t n)
 	}
 	case 2: {	/* base64 */
 		m->body_decoded = 1;
+		if (m->b64q) {
+			/* encoders write whole quanta per line: a partial one
+			 * left over is garbage; resynchronise here */
+			m->bad_b64 = 1;
+			m->b64q = 0;
+			m->b64v = 0;
+		}
 		for (i = 0; i < n; i++) {
 			int d;
 			if (s[i] == '=') {

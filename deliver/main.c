@@ -153,6 +153,33 @@ open_table(struct table *t, const char *confdir, const char *name)
 	return 0;
 }
 
+/* Give everything back (a clean LeakSanitizer run; exit would do). */
+static void
+free_all(struct settings *s, struct tables *tb, struct rcpt *r, size_t nr,
+    struct msg *m, struct buf *rlist, int rootfd)
+{
+	size_t i, j;
+
+	for (i = 0; i < nr; i++) {
+		for (j = 0; j < r[i].nt; j++)
+			target_free(&r[i].t[j]);
+		free(r[i].t);
+	}
+	free(r);
+	for (i = 0; i < m->ndt; i++)
+		free(m->dt[i]);
+	free(m->dt);
+	free(m->skip);
+	if (m->fd > 0)
+		close(m->fd);
+	if (rootfd >= 0)
+		close(rootfd);
+	table_close(&tb->domains);
+	table_close(&tb->mailboxes);
+	buf_free(rlist);
+	settings_free(s);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -361,6 +388,7 @@ main(int argc, char **argv)
 	}
 	if (nremote == 0 && ntemp == 0 && nperm == 0) {
 		queue_info_free(&qi);
+		free_all(&s, &tb, r, nr, &m, &rlist, lc.rootfd);
 		return 0;
 	}
 	/* the rest must not be lost, nor the delivered ones delivered again */
@@ -384,5 +412,6 @@ main(int argc, char **argv)
 	log_info("queued %s: %zu recipient%s (%d to send, %d to retry, %d to bounce)", qi.id,
 	    qi.nrcpt, qi.nrcpt == 1 ? "" : "s", nremote, ntemp, nperm);
 	queue_info_free(&qi);
+	free_all(&s, &tb, r, nr, &m, &rlist, lc.rootfd);
 	return 0;
 }

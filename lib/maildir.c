@@ -102,6 +102,14 @@ open_dir_at(int dirfd, const char *name)
 	return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
+/* tmp/, new/ and folders: never through a symbolic link (the Maildir
+ * path itself may be one, placed by the admin). */
+static int
+open_sub_at(int dirfd, const char *name)
+{
+	return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
 static int
 make_subdirs(int fd)
 {
@@ -164,7 +172,7 @@ maildir_open(struct maildir *m, int rootfd, const char *path, const char *folder
 	}
 	if (folder && *folder) {
 		snprintf(fname, sizeof fname, ".%s", folder);
-		if ((m->fd = open_dir_at(base, fname)) < 0) {
+		if ((m->fd = open_sub_at(base, fname)) < 0) {
 			if (errno != ENOENT || !create) {
 				seterr(err, errlen, "cannot open folder", m->name);
 				close(base);
@@ -175,7 +183,7 @@ maildir_open(struct maildir *m, int rootfd, const char *path, const char *folder
 				close(base);
 				return -1;
 			}
-			if ((m->fd = open_dir_at(base, fname)) < 0 || make_subdirs(m->fd) < 0) {
+			if ((m->fd = open_sub_at(base, fname)) < 0 || make_subdirs(m->fd) < 0) {
 				seterr(err, errlen, "cannot create folder", m->name);
 				close(base);
 				maildir_close(m);
@@ -189,8 +197,8 @@ maildir_open(struct maildir *m, int rootfd, const char *path, const char *folder
 		close(base);
 	} else
 		m->fd = base;
-	if ((m->tmpfd = open_dir_at(m->fd, "tmp")) < 0 ||
-	    (m->newfd = open_dir_at(m->fd, "new")) < 0) {
+	if ((m->tmpfd = open_sub_at(m->fd, "tmp")) < 0 ||
+	    (m->newfd = open_sub_at(m->fd, "new")) < 0) {
 		seterr(err, errlen, "not a Maildir (tmp/ or new/ missing):", m->name);
 		maildir_close(m);
 		return -1;

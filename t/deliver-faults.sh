@@ -113,3 +113,17 @@ if [ "$(id -u)" = 0 ]; then
 else
 	ok "unprivileged delivery" dl -f s@example.net alice@example.com <"$T/m1"
 fi
+
+# a symbolic link for new/ is not followed
+rm -rf "$M"/*
+mkdir -p "$M/alice/tmp" "$M/alice/cur" "$T/elsewhere"; chmod 777 "$T/elsewhere"
+ln -s "$T/elsewhere" "$M/alice/new"
+dl -f s@example.net alice@example.com <"$T/m1" 2>/dev/null; rc=$?
+is "$rc/$(nfiles "$T/elsewhere")" "111/0" "new/ as a symlink: refused (111), nothing written through it"
+rm -f "$M/alice/new"
+
+# an empty message still gets our two header lines, nothing else
+rm -rf "$M"/*
+: | dl -f s@example.net alice@example.com
+is "$(cat "$M"/alice/new/*)" "Return-Path: <s@example.net>
+Delivered-To: alice@example.com" "an empty message: just Return-Path and Delivered-To"

@@ -127,3 +127,23 @@ rm -rf "$M"/*
 : | dl -f s@example.net alice@example.com
 is "$(cat "$M"/alice/new/*)" "Return-Path: <s@example.net>
 Delivered-To: alice@example.com" "an empty message: just Return-Path and Delivered-To"
+
+# SIGKILL while queueing (a forward of a large message): every entry
+# that exists (info/ID) has its whole message file
+rm -rf "$T/queue"/*
+for d in 0.005 0.02 0.05 0.1 0.15 0.2 0.3 0.5; do
+	dl -f s@example.net dave@example.com <"$T/big" 2>/dev/null &
+	p=$!
+	sleep $d
+	kill -9 $p 2>/dev/null
+	wait $p 2>/dev/null
+done
+bad=0 n=0
+for i in "$T"/queue/info/*; do
+	[ -f "$i" ] || continue
+	n=$((n + 1))
+	id=$(basename "$i")
+	[ "$(tail -n 1 "$i")" = end ] || bad=$((bad + 1))
+	[ "$(stat -c %s "$T/queue/mess/$id" 2>/dev/null)" = "$(stat -c %s "$T/big")" ] || bad=$((bad + 1))
+done
+is "$bad" 0 "SIGKILL at 8 points while queueing: every entry complete ($n entries)"

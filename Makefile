@@ -48,10 +48,10 @@ all: deps-check $(BINS) $(T_BIN)
 
 # Missing packages: installed when root, otherwise the command is printed.
 deps-check:
-	@sh t/deps.sh build $(DEB_BUILD)
+	@sh t/helpers/deps.sh build $(DEB_BUILD)
 deps:
-	@sh t/deps.sh build $(DEB_BUILD)
-	@sh t/deps.sh test $(DEB_TEST)
+	@sh t/helpers/deps.sh build $(DEB_BUILD)
+	@sh t/helpers/deps.sh test $(DEB_TEST)
 
 $(BUILD)/lib/%.o: lib/%.c $(wildcard lib/*.h)
 	@mkdir -p $(dir $@)

@@ -127,8 +127,216 @@ is_kw(const char *s, const char *kw)
 	return !strcasecmp(s, kw);
 }
 
+/* Recognise "literal", "*literal*", "literal*", "*literal", "*" so
+ * matching can skip the general glob. */
+static void
+glob_classify(struct rpat *p)
+{
+	const char *s = p->src;
+	size_t l = strlen(s), b = 0, e = l, i;
+	int lead, trail;
+	struct buf lit = BUF_INIT;
+
+	p->kind = PK_GLOB;
+	lead = l > 0 && s[0] == '*';
+	trail = l > 1 && s[l - 1] == '*' && s[l - 2] != '\\';
+	if (l == 1 && lead) {
+		p->kind = PK_ANY;
+		return;
+	}
+	if (lead)
+		b = 1;
+	if (trail)
+		e = l - 1;
+	for (i = b; i < e; i++) {
+		if (s[i] == '*' || s[i] == '?') {
+			buf_free(&lit);
+			return;
+		}
+		if (s[i] == '\\' && i + 1 < e)
+			i++;
+		buf_addc(&lit, (char)rules_lc[(unsigned char)s[i]]);
+	}
+	if (!lit.len && (lead || trail)) {
+		p->kind = PK_ANY;	/* "**" */
+		buf_free(&lit);
+		return;
+	}
+	p->kind = lead && trail ? PK_SUBSTR : lead ? PK_SUFFIX : trail ? PK_PREFIX : PK_EXACT;
+	buf_addc(&lit, 0);
+	p->litlen = lit.len - 1;
+	p->lit = lit.s;
+}
+
+/* Refuse regular expressions that make regcomp(3) blow up (glibc
+ * expands repetitions by copying the tree): stacked quantifiers, big or
+ * many {n,m} counts, very long expressions. Real rules never need them. */
 static const char *
-pat_compile(struct rpat *p, const struct tok *t)
+re_sane(const char *s)
+{
+	size_t i, n = strlen(s);
+	int prev_q = 0, braces = 0;
+
+	if (n > 1024)
+		return "regular expression longer than 1024 characters";
+	for (i = 0; i < n; i++) {
+		char c = s[i];
+		if (c == '\\' && i + 1 < n) {
+			i++;
+			prev_q = 0;
+			continue;
+		}
+		if (c == '[') {
+			/* bracket expression: skip to its end */
+			size_t j = i + 1;
+			if (j < n && s[j] == '^')
+				j++;
+			if (j < n && s[j] == ']')
+				j++;
+			while (j < n && s[j] != ']') {
+				if (s[j] == '[' && j + 1 < n && strchr(":.=", s[j + 1])) {
+					const char *e = strstr(s + j + 2, ":]");
+					j = e ? (size_t)(e - s) + 2 : n;
+					continue;
+				}
+				j++;
+			}
+			i = j;
+			prev_q = 0;
+			continue;
+		}
+		if (c == '*' || c == '+' || c == '?' || c == '{') {
+			if (prev_q)
+				return "repeated quantifiers in a regular expression";
+			if (c == '{') {
+				long a = 0, b = 0;
+				char *end;
+				a = strtol(s + i + 1, &end, 10);
+				b = a;
+				if (*end == ',')
+					b = isdigit((unsigned char)end[1]) ? strtol(end + 1, &end, 10) : a;
+				if (a > 100 || b > 100)
+					return "repetition count over 100 in a regular expression";
+				if (++braces > 4)
+					return "more than 4 {n,m} repetitions in a regular expression";
+				while (i < n && s[i] != '}')
+					i++;
+			}
+			prev_q = 1;
+			continue;
+		}
+		prev_q = 0;
+	}
+	return NULL;
+}
+
+/* The regex with its literal letters lowercased (escapes and [:class:]
+ * names kept), so it can run without REG_ICASE over lowercased text:
+ * glibc's REG_ICASE copies and converts the whole subject per call. */
+static char *
+re_lower(const char *s)
+{
+	struct buf b = BUF_INIT;
+
+	while (*s) {
+		if (*s == '\\' && s[1]) {
+			buf_add(&b, s, 2);
+			s += 2;
+		} else if (*s == '[' && s[1] == ':') {
+			const char *e = strstr(s + 2, ":]");
+			size_t l = e ? (size_t)(e - s) + 2 : strlen(s);
+			if (l == 9 && !strncmp(s, "[:upper:]", 9))
+				buf_adds(&b, "[:lower:]");
+			else
+				buf_add(&b, s, l);
+			s += l;
+		} else
+			buf_addc(&b, (char)rules_lc[(unsigned char)*s++]);
+	}
+	buf_addc(&b, 0);
+	return b.s;
+}
+
+/* The longest literal that every match of an ERE must contain (a run
+ * of plain characters at the top level, none of them optional), so a
+ * cheap search can rule most texts out before regexec. NULL when there
+ * is none of 3 or more characters, or the expression has a top-level |. */
+static char *
+re_needed(const char *s)
+{
+	struct buf run = BUF_INIT, best = BUF_INIT;
+	int depth = 0;
+
+	for (; *s; s++) {
+		char c = *s, lit = 0;
+		int is_lit = 0;
+		if (c == '\\' && s[1]) {
+			if (strchr(".[]()|*+?{}^$\\/", s[1])) {
+				lit = s[1];
+				is_lit = 1;
+			}
+			s++;
+		} else if (c == '|' && depth == 0) {
+			buf_free(&run);
+			buf_free(&best);
+			return NULL;
+		} else if (c == '{') {
+			while (s[1] && *s != '}')
+				s++;
+		} else if (c == '(')
+			depth++;
+		else if (c == ')')
+			depth--;
+		else if (c == '[') {
+			/* skip the bracket expression */
+			const char *e = s + 1;
+			if (*e == '^')
+				e++;
+			if (*e == ']')
+				e++;
+			while (*e && *e != ']') {
+				if (*e == '[' && e[1] == ':') {
+					const char *x = strstr(e + 2, ":]");
+					e = x ? x + 2 : e + strlen(e);
+					continue;
+				}
+				e++;
+			}
+			s = *e ? e : e - 1;
+		} else if (!strchr(".*+?{}^$", c)) {
+			lit = c;
+			is_lit = 1;
+		}
+		if (is_lit && depth == 0) {
+			char nx = s[1];
+			if (nx == '*' || nx == '?' || nx == '{') {
+				is_lit = 0;	/* optional or counted: not required as is */
+			} else {
+				buf_addc(&run, (char)rules_lc[(unsigned char)lit]);
+				if (nx != '+')
+					continue;
+			}
+		}
+		if (run.len > best.len) {
+			buf_clear(&best);
+			buf_add(&best, run.s, run.len);
+		}
+		buf_clear(&run);
+	}
+	if (run.len > best.len) {
+		buf_clear(&best);
+		buf_add(&best, run.s, run.len);
+	}
+	buf_free(&run);
+	if (best.len < 3) {
+		buf_free(&best);
+		return NULL;
+	}
+	return best.s;
+}
+
+static const char *
+pat_compile(struct rpat *p, const struct tok *t, int body)
 {
 	static __thread char ebuf[200];
 	size_t l;
@@ -144,18 +352,36 @@ pat_compile(struct rpat *p, const struct tok *t)
 			k++;
 		if (k % 2)
 			return "a glob pattern may not end in a single backslash";
+		glob_classify(p);
 		return NULL;
 	}
 	if (!*t->s)
 		return "empty regular expression";
+	{
+		const char *why = re_sane(t->s);
+		if (why) {
+			p->is_re = 0;
+			return why;
+		}
+	}
+	p->need = re_needed(t->s);
+	p->needlen = p->need ? strlen(p->need) : 0;
+	if (body) {
+		/* body text is lowercased once: one compile, no REG_ICASE */
+		char *low = re_lower(t->s);
+		p->has_lre = regcomp(&p->lre, low, REG_EXTENDED | REG_NOSUB | REG_NEWLINE) == 0;
+		free(low);
+		if (p->has_lre)
+			return NULL;
+	}
 	rc = regcomp(&p->re, t->s, REG_EXTENDED | REG_ICASE | REG_NOSUB | REG_NEWLINE);
 	if (rc) {
 		char e[150];
 		regerror(rc, &p->re, e, sizeof e);
 		snprintf(ebuf, sizeof ebuf, "bad regular expression /%s/: %s", t->s, e);
-		p->is_re = 0;	/* nothing to regfree */
 		return ebuf;
 	}
+	p->has_re = 1;
 	return NULL;
 }
 
@@ -383,7 +609,7 @@ parse_cond(struct pstate *p, int neg, enum cond_kind kind, struct tok *t, int n)
 			return perr(p, "%s: expected at least one pattern", rules_cond_name(kind));
 		c->pats = xcalloc((size_t)n, sizeof *c->pats);
 		for (i = 0; i < n; i++) {
-			why = pat_compile(&c->pats[i], &t[i]);
+			why = pat_compile(&c->pats[i], &t[i], kind == C_BODY);
 			c->npats = i + 1;
 			if (why)
 				return perr(p, "%s", why);
@@ -665,10 +891,6 @@ parse_line(struct pstate *p, char *line)
 		p->cur->final = A_ACCEPT;
 		if (strlen(p->cur->name) > 200 || !text_ok(p->cur->name))
 			return perr(p, "rule: name too long or with control characters");
-		for (i = 0; i < rs->nrules - 1; i++)
-			if (!strcasecmp(rs->rules[i].name, p->cur->name))
-				return perr(p, "rule \"%s\" already defined at line %d", p->cur->name,
-				    rs->rules[i].line);
 		return 0;
 	}
 	if (is_kw(kw, "body-scan")) {
@@ -719,6 +941,41 @@ parse_line(struct pstate *p, char *line)
 	return perr(p, "unknown keyword \"%s\"", kw);
 }
 
+static int
+by_name(const void *a, const void *b)
+{
+	const struct rule *x = *(const struct rule *const *)a, *y = *(const struct rule *const *)b;
+	int c = strcasecmp(x->name, y->name);
+
+	return c ? c : x->line - y->line;
+}
+
+/* Names are unique (case-insensitively): sort, then compare neighbours. */
+static int
+check_names(struct pstate *p)
+{
+	struct ruleset *rs = p->rs;
+	const struct rule **v, *dup = NULL, *first = NULL;
+	int i;
+
+	if (rs->nrules < 2)
+		return 0;
+	v = xcalloc((size_t)rs->nrules, sizeof *v);
+	for (i = 0; i < rs->nrules; i++)
+		v[i] = &rs->rules[i];
+	qsort(v, (size_t)rs->nrules, sizeof *v, by_name);
+	for (i = 1; i < rs->nrules; i++)
+		if (!strcasecmp(v[i - 1]->name, v[i]->name) && (!dup || v[i]->line < dup->line)) {
+			dup = v[i];
+			first = v[i - 1];
+		}
+	free(v);
+	if (!dup)
+		return 0;
+	p->lineno = dup->line;
+	return perr(p, "rule \"%s\" already defined at line %d", dup->name, first->line);
+}
+
 int
 rules_parse(struct ruleset *rs, const char *path, const char *text, size_t len,
     char *err, size_t errlen)
@@ -751,7 +1008,9 @@ rules_parse(struct ruleset *rs, const char *path, const char *text, size_t len,
 			return -1;
 		off = next;
 	}
-	return finish_rule(&p);
+	if (finish_rule(&p) < 0)
+		return -1;
+	return check_names(&p);
 }
 
 int
@@ -799,9 +1058,13 @@ rules_free(struct ruleset *rs)
 		for (j = 0; j < r->nconds; j++) {
 			struct rcond *c = &r->conds[j];
 			for (k = 0; k < c->npats; k++) {
-				if (c->pats[k].is_re)
+				if (c->pats[k].has_re)
 					regfree(&c->pats[k].re);
+				if (c->pats[k].has_lre)
+					regfree(&c->pats[k].lre);
 				free(c->pats[k].src);
+				free(c->pats[k].lit);
+				free(c->pats[k].need);
 			}
 			free(c->pats);
 			free(c->cidrs);

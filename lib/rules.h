@@ -34,10 +34,19 @@ enum act_kind {
 };
 enum cmp_op { OP_LT, OP_LE, OP_GT, OP_GE, OP_EQ };
 
+enum pat_kind { PK_GLOB, PK_EXACT, PK_SUBSTR, PK_PREFIX, PK_SUFFIX, PK_ANY };
 struct rpat {
 	char *src;		/* as written (glob, or regex without slashes) */
 	int is_re;
-	regex_t re;
+	regex_t re;		/* REG_ICASE; not compiled for body patterns */
+	int has_re;
+	regex_t lre;		/* body: the pattern lowercased, for lowercased text */
+	char *need;		/* regex: a lowercase literal every match contains */
+	size_t needlen;
+	int has_lre;
+	enum pat_kind kind;	/* fast paths for common globs */
+	char *lit;		/* the literal part, lowercased, unescaped */
+	size_t litlen;
 };
 struct rcidr {
 	struct ipaddr ip;
@@ -113,6 +122,10 @@ void rules_act_str(const struct raction *a, struct buf *b);
 /* Case-insensitive glob: '*' any run, '?' one byte, '\' quotes the next
  * character; anything else matches itself. Whole-string match. */
 int rules_glob(const char *pat, const char *s, size_t slen);
+/* Match one compiled pattern (glob fast paths or regex); s NUL-terminated. */
+int rules_pat_match(const struct rpat *p, const char *s, size_t n);
+/* Lowercase ASCII table. */
+extern const unsigned char rules_lc[256];
 
 /* ---- the message ---- */
 #define RMSG_HDR_KEEP (1024 * 1024)	/* header bytes kept for matching */
@@ -144,6 +157,7 @@ struct rmsg {
 	long long subj_colon;	/* offset just past "Subject:" of the first one, -1 */
 	int hdr_done;
 	struct buf body;	/* decoded text, '\n' between lines */
+	struct buf lbody;	/* the same, lowercased (set by rmsg_end) */
 	size_t body_limit;
 	int body_trunc;
 	int body_decoded;	/* some part was QP/base64-decoded */

@@ -11,6 +11,82 @@
 #include "ipaddr.h"
 #include "rules.h"
 
+#define L16(b) b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, \
+	b + 11, b + 12, b + 13, b + 14, b + 15
+const unsigned char rules_lc[256] = {
+	L16(0), L16(16), L16(32), L16(48),
+	64, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o',
+	'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z', 91, 92, 93, 94, 95,
+	L16(96), L16(112), L16(128), L16(144), L16(160), L16(176), L16(192), L16(208),
+	L16(224), L16(240)
+};
+#define LC(c) rules_lc[(unsigned char)(c)]
+
+static int
+lit_eq(const char *lit, const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if ((unsigned char)lit[i] != LC(s[i]))
+			return 0;
+	return 1;
+}
+
+/* case-insensitive search for the lowercase literal lit in s */
+static int
+lit_in(const char *lit, size_t ll, const char *s, size_t n)
+{
+	size_t i;
+	unsigned char c0;
+
+	if (ll == 0)
+		return 1;
+	if (ll > n)
+		return 0;
+	c0 = (unsigned char)lit[0];
+	for (i = 0; i + ll <= n; i++)
+		if (LC(s[i]) == c0 && lit_eq(lit + 1, s + i + 1, ll - 1))
+			return 1;
+	return 0;
+}
+
+int
+rules_pat_match(const struct rpat *p, const char *s, size_t n)
+{
+	if (p->is_re) {
+		if (p->need && !lit_in(p->need, p->needlen, s, n))
+			return 0;
+		if (!p->has_re) {
+			/* a body pattern: only the lowercase form is compiled */
+			char *tmp = xstrndup(s, n);
+			size_t k;
+			int hit;
+			for (k = 0; k < n; k++)
+				tmp[k] = (char)LC(tmp[k]);
+			hit = p->has_lre && regexec(&p->lre, tmp, 0, NULL, 0) == 0;
+			free(tmp);
+			return hit;
+		}
+		return regexec(&p->re, s, 0, NULL, 0) == 0;
+	}
+	switch (p->kind) {
+	case PK_ANY:
+		return 1;
+	case PK_EXACT:
+		return n == p->litlen && lit_eq(p->lit, s, n);
+	case PK_PREFIX:
+		return n >= p->litlen && lit_eq(p->lit, s, p->litlen);
+	case PK_SUFFIX:
+		return n >= p->litlen && lit_eq(p->lit, s + n - p->litlen, p->litlen);
+	case PK_SUBSTR:
+		return lit_in(p->lit, p->litlen, s, n);
+	case PK_GLOB:
+		break;
+	}
+	return rules_glob(p->src, s, n);
+}
+
 int
 rules_glob(const char *pat, const char *s, size_t n)
 {
@@ -39,7 +115,7 @@ rules_glob(const char *pat, const char *s, size_t n)
 				pc = p[1];
 				np = p + 2;
 			}
-			if (tolower((unsigned char)pc) == tolower((unsigned char)s[i])) {
+			if (LC(pc) == LC(s[i])) {
 				p = np;
 				i++;
 				continue;
@@ -117,14 +193,6 @@ rules_when(const char *spec, int *wday, int *minute)
 
 /* ---- conditions ---- */
 
-static int
-pat_match(const struct rpat *p, const char *s, size_t n)
-{
-	if (p->is_re)
-		return regexec(&p->re, s, 0, NULL, 0) == 0;
-	return rules_glob(p->src, s, n);
-}
-
 /* Index of the first pattern matching s, or -1. s is NUL-terminated. */
 static int
 pats_match(const struct rcond *c, const char *s, size_t n)
@@ -132,7 +200,7 @@ pats_match(const struct rcond *c, const char *s, size_t n)
 	int i;
 
 	for (i = 0; i < c->npats; i++)
-		if (pat_match(&c->pats[i], s, n))
+		if (rules_pat_match(&c->pats[i], s, n))
 			return i;
 	return -1;
 }
@@ -170,9 +238,27 @@ body_match(const struct rcond *c, const struct rmsg *m, struct buf *ev)
 	/* regular expressions run once over the whole text (REG_NEWLINE
 	 * makes ^ $ work per line); globs line by line */
 	if (!ev) {
-		for (i = 0; i < c->npats; i++)
-			if (c->pats[i].is_re && regexec(&c->pats[i].re, s, 0, NULL, 0) == 0)
+		const char *lb = m->lbody.s ? m->lbody.s : "";
+		int rest = 0;
+		for (i = 0; i < c->npats; i++) {
+			const struct rpat *p = &c->pats[i];
+			if (p->is_re) {
+				if (p->need && !memmem(lb, m->lbody.len, p->need, p->needlen))
+					continue;
+				if (p->has_lre ? regexec(&p->lre, lb, 0, NULL, 0) == 0 :
+				    regexec(&p->re, s, 0, NULL, 0) == 0)
+					return 1;
+			} else if (p->kind == PK_SUBSTR) {
+				/* a literal without newline is in a line iff in the text */
+				if (memmem(lb, m->lbody.len, p->lit, p->litlen))
+					return 1;
+			} else if (p->kind == PK_ANY)
 				return 1;
+			else
+				rest = 1;
+		}
+		if (!rest)
+			return 0;
 	}
 	while (s <= end) {
 		const char *nl = memchr(s, '\n', (size_t)(end - s));
@@ -184,10 +270,16 @@ body_match(const struct rcond *c, const struct rmsg *m, struct buf *ev)
 				if (!ev)
 					continue;
 				tmp = xstrndup(s, l);
-				hit = regexec(&c->pats[i].re, tmp, 0, NULL, 0) == 0;
+				if (c->pats[i].has_lre) {
+					size_t k;
+					for (k = 0; k < l; k++)
+						tmp[k] = (char)rules_lc[(unsigned char)tmp[k]];
+					hit = regexec(&c->pats[i].lre, tmp, 0, NULL, 0) == 0;
+				} else
+					hit = regexec(&c->pats[i].re, tmp, 0, NULL, 0) == 0;
 				free(tmp);
 			} else
-				hit = rules_glob(c->pats[i].src, s, l);
+				hit = rules_pat_match(&c->pats[i], s, l);
 			if (hit) {
 				if (ev) {
 					buf_adds(ev, "body line ");

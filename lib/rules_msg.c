@@ -37,6 +37,7 @@ rmsg_free(struct rmsg *m)
 
 	buf_free(&m->hbuf);
 	buf_free(&m->body);
+	buf_free(&m->lbody);
 	buf_free(&m->line);
 	buf_free(&m->field);
 	free(m->f);
@@ -697,4 +698,13 @@ rmsg_end(struct rmsg *m)
 		m->in_hdr = 0;
 	if (m->hdr_end < 0)
 		m->hdr_end = (long long)m->size;
+	buf_clear(&m->lbody);
+	if (m->body.len) {
+		size_t i;
+		buf_reserve(&m->lbody, m->body.len + 1);
+		for (i = 0; i < m->body.len; i++)
+			m->lbody.s[i] = (char)rules_lc[(unsigned char)m->body.s[i]];
+		m->lbody.len = m->body.len;
+		m->lbody.s[m->lbody.len] = 0;
+	}
 }

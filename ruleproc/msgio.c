@@ -126,8 +126,7 @@ msgsrc_scan(struct msgsrc *s, struct rmsg *m, const struct ruleset *rs, int hdr_
 				break;
 		}
 	}
-	if (!stopped)
-		rmsg_end(m);
+	rmsg_end(m);	/* also after an early stop: finishes the scan state */
 	if (s->seekable) {
 		struct stat st;
 		if (fstat(0, &st) == 0)

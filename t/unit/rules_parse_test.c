@@ -100,6 +100,11 @@ main(void)
 	parse("header without pattern", "rule a\n header Subject\n accept\n", "expected at least one pattern");
 	parse("match bad", "rule a\n match some\n accept\n", "match: expected all or any");
 	parse("size garbage", "rule a\n size > lots\n accept\n", "expected a number");
+	parse("stacked quantifiers", "rule a\n body /a(b|c)+++/\n accept\n", "repeated quantifiers");
+	parse("big repetition", "rule a\n body /(a{1,200})/\n accept\n", "repetition count over 100");
+	parse("many repetitions", "rule a\n body /a{2}b{2}c{2}d{2}e{2}/\n accept\n", "more than 4");
+	parse("quantifier chars in brackets are fine", "rule a\n body /[*+?{]+x[[:alpha:]]*/\n accept\n", NULL);
+	parse("escaped quantifiers are fine", "rule a\n body /a\\+\\+b{2}/\n accept\n", NULL);
 	parse("glob ending in backslash", "rule a\n sender abc\\\n accept\n", "single backslash");
 
 	{
@@ -107,6 +112,59 @@ main(void)
 		int rc = rules_parse(&rs, "rules", nul, sizeof nul - 1, err, sizeof err);
 		CHECK(rc < 0 && strstr(err, "rules:2: NUL byte"), "NUL in a line refused");
 		rules_free(&rs);
+	}
+
+	/* the literal prefilter of regular expressions must never lose a match */
+	{
+		static const struct { const char *re, *s; int want; } rx[] = {
+			{ "(lottery|jackpot)-12 +winner", "the JACKPOT-12   Winner is", 1 },
+			{ "(lottery|jackpot)-12 +winner", "the jackpot-12 loser", 0 },
+			{ "colou?r", "COLOR", 1 },
+			{ "ab*c", "ac", 1 },
+			{ "abc{0,1}d", "abd", 1 },
+			{ "x|yyyy", "x", 1 },
+			{ "a\\.b\\.c", "A.B.C", 1 },
+			{ "a\\.b\\.c", "aXbXc", 0 },
+			{ "[xyz]+abc", "zzABC", 1 },
+			{ "[[:upper:]]+abc", "XABC", 1 },
+			{ "a{2}bcd", "aaBCD", 1 },
+			{ "a{2}bcd", "aBCD", 0 },
+			{ "^from: .*bank", "From: Your BANK", 1 },
+			{ "(foo)?barbaz", "BARBAZ", 1 },
+			{ "viagra", "buy V1agra", 0 },
+		};
+		size_t k;
+		for (k = 0; k < sizeof rx / sizeof rx[0]; k++) {
+			char txt[300];
+			struct rmsg m;
+			struct renv e;
+			struct rresult r;
+			snprintf(txt, sizeof txt, "rule h\n header Subject /%s/\n reject\nrule b\n body /%s/\n reject\n", rx[k].re, rx[k].re);
+			if (rules_parse(&rs, "rules", txt, strlen(txt), err, sizeof err) < 0) {
+				CHECK(0, "regex %s parses: %s", rx[k].re, err);
+				continue;
+			}
+			rmsg_init(&m, 4096);
+			snprintf(txt, sizeof txt, "Subject: %s\n\n%s\n", rx[k].s, rx[k].s);
+			rmsg_feed(&m, txt, strlen(txt));
+			rmsg_end(&m);
+			memset(&e, 0, sizeof e);
+			e.msg = &m;
+			rs.rules[0].conds[0].hname[0] = 'S';
+			rules_run(&rs, &e, ST_DATA, &r, NULL);
+			CHECK((r.v == V_REJECT) == rx[k].want && (!rx[k].want || r.rule == 0),
+			    "header /%s/ %s \"%s\"", rx[k].re, rx[k].want ? "matches" : "does not match", rx[k].s);
+			rresult_free(&r);
+			/* the body rule alone */
+			rs.rules[0].conds[0].neg = 1;
+			rs.rules[0].conds[0].pats[0].need = NULL;
+			rules_run(&rs, &e, ST_DATA, &r, NULL);
+			CHECK((r.v == V_REJECT && r.rule == 1) == rx[k].want || (rx[k].want == 0 && r.rule == 0),
+			    "body /%s/ %s \"%s\"", rx[k].re, rx[k].want ? "matches" : "does not match", rx[k].s);
+			rresult_free(&r);
+			rmsg_free(&m);
+			rules_free(&rs);
+		}
 	}
 
 	/* stages */

@@ -1,0 +1,149 @@
+#!/bin/sh
+# bench/ruleproc.sh: how fast are the rules? Messages per second through
+# `ruleproc -n` with a 500-rule file over real-looking messages of about
+# 2 KiB and 64 KiB (multipart, base64 attachment), next to: the same
+# without rules (process start), the engine in-process (scan + all 500
+# rules, no process), the chain filter in front of `true`, and `deliver`
+# into a Maildir with fsync (the pipeline's durable step) as the
+# reference for the 5% target. Not part of `make test`.
+#
+#   sh bench/ruleproc.sh            N=300 runs per figure
+#   N=1000 sh bench/ruleproc.sh
+set -u
+TOP=${TOP:-$(cd "$(dirname "$0")/.." && pwd)}
+BUILD=${BUILD:-$TOP/build}
+BIN=$BUILD/bin
+N=${N:-300}
+W=$(mktemp -d /tmp/rpbench.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+[ -x "$BIN/ruleproc" ] || { echo "build first: make" >&2; exit 1; }
+
+# ---- 500 rules that mostly do not match (every rule is evaluated) ----
+awk 'BEGIN {
+	for (i = 0; i < 500; i++) {
+		k = i % 10
+		printf "rule \"r%d\"\n", i
+		if (k == 0) { printf "    sender *@spam%d.example *@bulk%d.example\n    reject 550 5.7.1 \"No mail from you\"\n", i, i }
+		else if (k == 1) { printf "    recipient user%d@example.org\n    redirect archive%d@example.org\n", i, i }
+		else if (k == 2) { printf "    client 198.51.%d.0/24 2001:db8:%x::/48\n    reject\n", i % 256, i }
+		else if (k == 3) { printf "    header Subject \"*special offer %d*\"\n    tag-subject [OFFER]\n    continue\n", i }
+		else if (k == 4) { printf "    match any\n    header X-Mailer \"*massmailer %d*\"\n    header List-Id \"*promo%d*\"\n    folder Promo\n", i, i }
+		else if (k == 5) { printf "    body \"*unsubscribe code %d*\"\n    folder Junk\n", i }
+		else if (k == 6) { printf "    body /(lottery|jackpot)-%d +winner/\n    reject 550 5.7.1 \"Scam\"\n", i }
+		else if (k == 7) { printf "    attachment *.scr%d *.pif%d\n    reject\n", i, i }
+		else if (k == 8) { printf "    helo *.dialup%d.example\n    not authenticated\n    tempfail\n", i }
+		else { printf "    size > %dM\n    sender *@news%d.example\n    discard\n", 30 + i % 10, i }
+	}
+	print "rule \"Mark\"\n    add-header X-Rules checked\n    continue"
+}' >"$W/rules500"
+: >"$W/rules0"
+"$BIN/ruleproc" -t -R "$W/rules500" >/dev/null || { echo "generated rules do not parse" >&2; exit 1; }
+
+# ---- messages ----
+awk -v dir="$W" 'BEGIN {
+	srand(42)
+	split("the of and to in is that it for on with as was at by this have from or an be are not mail message server please meeting report project monday attached thanks regards invoice order team update schedule review", w, " ")
+	nw = 36
+	b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+	for (m = 0; m < 20; m++) {
+		for (big = 0; big < 2; big++) {
+			f = dir "/" (big ? "m64k_" : "m2k_") m
+			printf "Received: from mail%d.example.net (mail%d.example.net [203.0.113.%d])\n\tby mx.example.com with ESMTP id %dABC; Mon, 30 Nov 2026 10:%02d:00 +0000\n", m, m, m, m, m > f
+			printf "Received: from [10.0.0.%d] by mail%d.example.net; Mon, 30 Nov 2026 10:%02d:00 +0000\n", m, m, m > f
+			printf "From: \"Sender %d\" <sender%d@example.net>\nTo: alice@example.com\nCc: bob@example.com\n", m, m > f
+			printf "Subject: Re: project update %d for the weekly meeting\nDate: Mon, 30 Nov 2026 10:%02d:00 +0000\n", m, m > f
+			printf "Message-ID: <%d.%d@mail.example.net>\nMIME-Version: 1.0\nX-Mailer: Thunderbird 115\n", m, big > f
+			if (big) printf "Content-Type: multipart/mixed; boundary=\"=_b%d\"\n\n--=_b%d\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: quoted-printable\n\n", m, m > f
+			else printf "Content-Type: text/plain; charset=utf-8\n\n" > f
+			n = 0
+			while (n < 1500) { line = ""; while (length(line) < 66) line = line w[int(rand() * nw) + 1] " "; print line > f; n += length(line) + 1 }
+			if (big) {
+				printf "\n--=_b%d\nContent-Type: application/pdf; name=\"report%d.pdf\"\nContent-Disposition: attachment; filename=\"report%d.pdf\"\nContent-Transfer-Encoding: base64\n\n", m, m, m > f
+				for (l = 0; l < 800; l++) { line = ""; for (c = 0; c < 76; c++) line = line substr(b64, int(rand() * 64) + 1, 1); print line > f }
+				printf "--=_b%d--\n", m > f
+			}
+			close(f)
+		}
+	}
+}'
+s2=$(cat "$W"/m2k_* | wc -c); s64=$(cat "$W"/m64k_* | wc -c)
+
+now() { date +%s.%N; }
+rate() { # label seconds count
+	awk -v l="$1" -v t="$2" -v n="$3" 'BEGIN { printf "  %-58s %8.0f msg/s  %7.3f ms/msg\n", l, n / t, 1000 * t / n }'
+}
+per() { awk -v t="$1" -v n="$2" 'BEGIN { printf "%.6f", t / n }'; }
+run_dry() { # rules prefix -> seconds for N messages
+	t0=$(now); i=0
+	while [ $i -lt "$N" ]; do
+		"$BIN/ruleproc" -n -q -R "$1" -f sender@example.net -r alice@example.com -r bob@example.com -i 203.0.113.5 -H mail.example.net \
+		    <"$W/${2}_$((i % 20))" >/dev/null
+		i=$((i + 1))
+	done
+	awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.6f", b - a }'
+}
+
+# ---- in-process engine: scan + run all rules, no process start ----
+cat >"$W/eval.c" <<'EOF'
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "rules.h"
+int main(int argc, char **argv) {
+	struct ruleset rs; char err[600]; int reps = atoi(argv[2]), i, k; struct timespec a, b;
+	static char buf[20][200000]; size_t len[20];
+	char *rc[] = { "alice@example.com", "bob@example.com" };
+	if (rules_parse_file(&rs, argv[1], err, sizeof err)) { fprintf(stderr, "%s\n", err); return 1; }
+	for (k = 0; k < 20; k++) { char p[4200]; int fd; snprintf(p, sizeof p, "%s_%d", argv[3], k);
+		fd = open(p, O_RDONLY); len[k] = (size_t)read(fd, buf[k], sizeof buf[k]); close(fd); }
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (i = 0; i < reps; i++) {
+		struct rmsg m; struct rresult r; struct renv e;
+		rmsg_init(&m, rs.body_limit); rmsg_feed(&m, buf[i % 20], len[i % 20]); rmsg_end(&m);
+		memset(&e, 0, sizeof e); e.sender = "sender@example.net"; e.rcpts = rc; e.nrcpt = 2;
+		e.client = "203.0.113.5"; e.helo = "mail.example.net"; e.msg = &m;
+		rules_run(&rs, &e, ST_DATA, &r, NULL); rresult_free(&r); rmsg_free(&m);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	printf("%.6f\n", (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9);
+	return 0;
+}
+EOF
+cc -O2 -std=c11 -D_GNU_SOURCE -I"$TOP/lib" $(pkg-config --cflags libbsd-overlay) -o "$W/eval" "$W/eval.c" "$BUILD/libmx.a" \
+    $(pkg-config --libs libbsd-overlay libcdb) 2>/dev/null || { echo "cannot build the in-process bench" >&2; exit 1; }
+
+# ---- deliver reference: a private conf and Maildirs ----
+mkdir -p "$W/conf" "$W/mail" "$W/spool"
+cp "$TOP"/conf/settings "$TOP"/conf/domains "$TOP"/conf/mailboxes "$TOP"/conf/access "$TOP"/conf/backup "$W/conf/" 2>/dev/null
+sed -i -e "s|^mailroot .*|mailroot $W/mail|" -e "s|^queuedir .*|queuedir $W/queue|" -e "s|^spooldir .*|spooldir $W/spool|" "$W/conf/settings"
+"$BIN/mkcdb" -c "$W/conf" >/dev/null 2>&1
+cp "$W/rules500" "$W/conf/rules"
+
+echo "ruleproc bench: $N messages per figure, 500 rules ($(wc -l <"$W/rules500") lines), $(nproc) CPUs, $(date -u +%Y-%m-%dT%H:%MZ)"
+for sz in 2k 64k; do
+	[ $sz = 2k ] && avg=$((s2 / 20)) || avg=$((s64 / 20))
+	echo "messages ~$sz (average $avg bytes):"
+	t500=$(run_dry "$W/rules500" "m$sz"); rate "ruleproc -n, 500 rules" "$t500" "$N"
+	t0=$(run_dry "$W/rules0" "m$sz"); rate "ruleproc -n, no rules (process start, scan)" "$t0" "$N"
+	reps=$((N * 20))
+	te=$("$W/eval" "$W/rules500" "$reps" "$W/m$sz"); rate "engine in-process: scan + 500 rules" "$te" "$reps"
+	t0c=$(now); i=0
+	while [ $i -lt "$N" ]; do
+		SENDER=sender@example.net RECIPIENTS=alice@example.com TCPREMOTEIP=203.0.113.5 "$BIN/ruleproc" -c "$W/conf" true <"$W/m${sz}_$((i % 20))" 2>/dev/null
+		i=$((i + 1))
+	done
+	tc=$(awk -v a="$t0c" -v b="$(now)" 'BEGIN { printf "%.6f", b - a }'); rate "chain: ruleproc (500 rules, header added) -> true" "$tc" "$N"
+	t0d=$(now); i=0
+	while [ $i -lt "$N" ]; do
+		SENDER=sender@example.net RECIPIENTS=alice@example.com "$BIN/deliver" -c "$W/conf" <"$W/m${sz}_$((i % 20))" >/dev/null 2>&1
+		i=$((i + 1))
+	done
+	td=$(awk -v a="$t0d" -v b="$(now)" 'BEGIN { printf "%.6f", b - a }'); rate "deliver into a Maildir (fsync), the reference" "$td" "$N"
+	awk -v e="$(per "$te" "$reps")" -v r="$(per "$t500" "$N")" -v z="$(per "$t0" "$N")" -v d="$(per "$td" "$N")" -v c="$(per "$tc" "$N")" 'BEGIN {
+		printf "  rule evaluation (in-process) / (chain filter + deliver): %.2f%%\n", 100 * e / (c + d)
+		printf "  500 rules incl. parsing them per process, (dry 500 - dry 0) / (chain + deliver): %.2f%%\n", 100 * (r - z) / (c + d)
+	}'
+done

@@ -165,10 +165,33 @@ serve_one(const struct settings *s, char **chain)
 	exit(0);
 }
 
+int
+smtpd_have_rules(const struct settings *s)
+{
+	char path[4200];
+
+	snprintf(path, sizeof path, "%s/rules", s->confdir);
+	return access(path, F_OK) == 0;
+}
+
+static char *
+binpath(const struct settings *s, const char *prog)
+{
+	char *p = xmalloc(strlen(smtpd_bindir(s)) + strlen(prog) + 2);
+
+	sprintf(p, "%s/%s", smtpd_bindir(s), prog);
+	return p;
+}
+
+/* The remaining arguments, else settings "chain", else
+ * BINDIR/deliver -c CONFDIR (doc/INTERNALS.md). ruleproc's content
+ * rules join through the "chain" setting:
+ *   chain /usr/local/bin/ruleproc -c /etc/mx /usr/local/bin/deliver -c /etc/mx */
 static char **
 chain_argv(const struct settings *s, int argc, char **argv)
 {
 	char **av;
+	int n = 0;
 
 	if (argc > 0)
 		return argv;
@@ -179,10 +202,9 @@ chain_argv(const struct settings *s, int argc, char **argv)
 		return av;
 	}
 	av = xcalloc(4, sizeof *av);
-	av[0] = xmalloc(strlen(smtpd_bindir(s)) + sizeof "/deliver");
-	sprintf(av[0], "%s/deliver", smtpd_bindir(s));
-	av[1] = xstrdup("-c");
-	av[2] = xstrdup(s->confdir);
+	av[n++] = binpath(s, "deliver");
+	av[n++] = xstrdup("-c");
+	av[n++] = xstrdup(s->confdir);
 	return av;
 }
 

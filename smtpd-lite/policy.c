@@ -4,7 +4,7 @@
  * the whole SMTP session.
  *
  * Services, asked in order: BINDIR/relaycheck -p -c CONFDIR (always
- * first), then each "policy" line of the settings: exec:COMMAND (a
+ * first), BINDIR/ruleproc -p -c CONFDIR when CONFDIR/rules exists, then each "policy" line of the settings: exec:COMMAND (a
  * co-process on a socketpair as its stdin/stdout), unix:PATH,
  * inet:HOST:PORT. The first REJECT/DEFER/4xx/5xx wins; OK ends the
  * chain; DUNNO, PREPEND, REDIRECT, DISCARD, INFO, WARN go on. A service
@@ -27,7 +27,7 @@
 #include "log.h"
 #include "smtpd.h"
 
-#define MAXSVC (SETTINGS_MAX_POLICY + 1)
+#define MAXSVC (SETTINGS_MAX_POLICY + 2)
 #define REPLY_CAP 4096
 
 enum skind { SK_EXEC, SK_UNIX, SK_INET };
@@ -104,11 +104,27 @@ svc_add(enum skind kind, const char *spec, const char *name)
 	snprintf(v->name, sizeof v->name, "%.*s", (int)(strlen(v->where) + 5), name);
 }
 
+/* BINDIR/PROG -p -c CONFDIR as a co-process, asked at every stage */
+static void
+svc_argv(const char *prog, const char *bindir, const char *confdir)
+{
+	struct svc *v;
+
+	svc_add(SK_EXEC, "", prog);
+	v = &svcs[nsvc - 1];
+	free_words(v->argv);
+	v->argv = xcalloc(5, sizeof *v->argv);
+	v->argv[0] = xmalloc(strlen(bindir) + strlen(prog) + 2);
+	sprintf(v->argv[0], "%s/%s", bindir, prog);
+	v->argv[1] = xstrdup("-p");
+	v->argv[2] = xstrdup("-c");
+	v->argv[3] = xstrdup(confdir);
+}
+
 void
 policy_init(const struct settings *s, const char *bindir, const char *ip,
     const char *name, const char *lip, const char *lport, const char *rport)
 {
-	struct svc *rc;
 	int i;
 
 	tmo_ms = s->timeout_policy * 1000;
@@ -117,16 +133,11 @@ policy_init(const struct settings *s, const char *bindir, const char *ip,
 	snprintf(c_lip, sizeof c_lip, "%s", lip);
 	snprintf(c_lport, sizeof c_lport, "%s", lport);
 	snprintf(c_rport, sizeof c_rport, "%s", rport);
-	/* relaycheck first, argv built directly: paths may hold blanks */
-	svc_add(SK_EXEC, "", "relaycheck");
-	rc = &svcs[0];
-	free_words(rc->argv);
-	rc->argv = xcalloc(5, sizeof *rc->argv);
-	rc->argv[0] = xmalloc(strlen(bindir) + sizeof "/relaycheck");
-	sprintf(rc->argv[0], "%s/relaycheck", bindir);
-	rc->argv[1] = xstrdup("-p");
-	rc->argv[2] = xstrdup("-c");
-	rc->argv[3] = xstrdup(s->confdir);
+	/* relaycheck first, then ruleproc's envelope rules when there are
+	 * rules; argv built directly: paths may hold blanks */
+	svc_argv("relaycheck", bindir, s->confdir);
+	if (smtpd_have_rules(s))
+		svc_argv("ruleproc", bindir, s->confdir);
 	for (i = 0; i < s->npolicy && nsvc < MAXSVC; i++) {
 		const char *p = s->policy[i];
 		if (!strncmp(p, "exec:", 5))

@@ -105,6 +105,7 @@ void listen_run(const struct settings *s, char **addrs, int naddrs, char **chain
 
 /* ---- main.c ---- */
 const char *smtpd_bindir(const struct settings *s);
+int smtpd_have_rules(const struct settings *s);	/* CONFDIR/rules exists */
 void drop_privileges(const struct settings *s);
 void serve_one(const struct settings *s, char **chain) __attribute__((noreturn));
 #endif

@@ -35,6 +35,18 @@ is "$(talk "$E${M}RCPT TO:<someone@elsewhere.test>\r\n$Q" | codes)" "220,250,250
 is "$(talk "$E${M}RCPT TO:<someone%elsewhere.test@example.com>\r\nRCPT TO:<\"a@elsewhere.test\"@example.com>\r\n$Q" | codes)" \
    "220,250,250 2.1.0,550 5.1.1,550 5.1.1,221 2.0.0" "percent hack and quoted local part are not relayed"
 
+# ruleproc's envelope rules join the policy chain when CONFDIR/rules exists.
+if [ -x "$BIN/ruleproc" ]; then
+	[ -f "$T/conf/rules" ] && cp "$T/conf/rules" "$T/rules.keep"
+	printf 'rule "No junk senders"\n    sender *@junk.example\n    reject 550 5.7.1 "No junk here"\n' >"$T/conf/rules"
+	is "$(talk "${E}MAIL FROM:<a@junk.example>\r\n$M$Q" | codes)" "220,250,550 5.7.1,250 2.1.0,221 2.0.0" "CONFDIR/rules: ruleproc -p asked after relaycheck"
+	like "$(cat "$T/log")" 'rejected service=ruleproc reply=550 5\.7\.1 No junk here' "the deciding service is logged"
+	rm -f "$T/conf/rules"
+	[ -f "$T/rules.keep" ] && mv "$T/rules.keep" "$T/conf/rules"
+else
+	skip "ruleproc not built: rules in the policy chain not tested"
+fi
+
 # An exec: co-process after relaycheck.
 usepol "policy exec:$FIX/smtpd-policy.sh $P"
 is "$(talk "$E$M${R}DATA\r\nx\r\n.\r\n$Q" | codes)" "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "DUNNO everywhere: accepted"

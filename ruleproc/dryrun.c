@@ -62,7 +62,7 @@ dry_run(const struct opts *o)
 	struct buf out = BUF_INIT, tr = BUF_INIT, rc = BUF_INIT, fo = BUF_INIT;
 	char err[800], *chunk;
 	ssize_t n;
-	int i, code = 0;
+	int i, code = 0, notty;
 
 	if (rp_load(o, &l, err, sizeof err) < 0) {
 		fprintf(stderr, "ruleproc: no usable rules: %s\n", err);
@@ -84,7 +84,8 @@ dry_run(const struct opts *o)
 
 	rmsg_init(&m, l.rs.body_limit);
 	chunk = xmalloc(65536);
-	while ((n = read(0, chunk, 65536)) != 0) {
+	notty = isatty(0);	/* no message given: judge the envelope alone */
+	while (!notty && (n = read(0, chunk, 65536)) != 0) {
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -129,7 +130,10 @@ dry_run(const struct opts *o)
 		} else
 			buf_adds(&out, ", not authenticated");
 		buf_printf(&out, ", local time %s %02d:%02d\n", dn[e.wday], e.minute / 60, e.minute % 60);
-		buf_printf(&out, "message:   %llu bytes, %d header field%s, body %zu bytes scanned%s%s",
+		if (notty)
+			buf_adds(&out, "message:   none (standard input is a terminal): an empty message");
+		else
+			buf_printf(&out, "message:   %llu bytes, %d header field%s, body %zu bytes scanned%s%s",
 		    m.size, m.nf, m.nf == 1 ? "" : "s", m.body.len,
 		    m.body_decoded ? " (quoted-printable/base64 decoded)" : "",
 		    m.body_trunc ? " (cut at the body-scan limit)" : "");

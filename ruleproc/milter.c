@@ -73,17 +73,15 @@ acquire(void)
 				log_info("rules reloaded: %d rules%s", n->l.rs.nrules,
 				    n->l.fallback ? " (last good copy rules.ok)" : "");
 			} else {
+				char p[4200];
 				log_warn("rules reload failed, keeping the rules in memory: %s", err);
 				free(n);
-				/* do not retry every message: remember the broken file */
-				(void)stat(gopts->rulesfile ? gopts->rulesfile : "", &current->l.st_rules);
-				{
-					char p[4200];
-					if (!gopts->rulesfile) {
-						snprintf(p, sizeof p, "%s/rules", gopts->confdir);
-						(void)stat(p, &current->l.st_rules);
-					}
-				}
+				/* do not retry every second: remember the broken file */
+				if (gopts->rulesfile)
+					strlcpy(p, gopts->rulesfile, sizeof p);
+				else
+					snprintf(p, sizeof p, "%s/rules", gopts->confdir);
+				(void)stat(p, &current->l.st_rules);
 			}
 		}
 	}

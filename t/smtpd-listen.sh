@@ -71,7 +71,7 @@ fi
 # ---- under tcpserver ----
 if command -v tcpserver >/dev/null; then
 	tport=$(free_port)
-	tcpserver -R -H 127.0.0.1 $tport smtpd-lite -c "$T/conf" $CHAIN "$T/out" 2>>"$T/log" & bg_pid $!
+	tcpserver -R -H -l localhost 127.0.0.1 $tport smtpd-lite -c "$T/conf" $CHAIN "$T/out" 2>>"$T/log" & bg_pid $!
 	wait_port 127.0.0.1 $tport || echo "not ok - tcpserver did not start"
 	like "$(python3 "$C" send 127.0.0.1 $tport)" '^250 2\.0\.0 Ok ' "tcpserver: smtplib message accepted"
 	like "$(envof)" '^TCPREMOTEIP=127\.0\.0\.1$' "tcpserver: TCPREMOTEIP passed on"

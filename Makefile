@@ -7,9 +7,9 @@ DESTDIR ?=
 PORT    ?= 2525
 BUILD   ?= build
 
-PROGS   = mkcdb relaycheck smtpd-lite deliver ruleproc
+PROGS   = mkcdb relaycheck smtpd-lite deliver ruleproc mxqueue
 DEB_BUILD = libcdb-dev tinycdb libmilter-dev libbsd-dev pkg-config gcc make
-DEB_TEST  = ucspi-tcp swaks python3 postfix dovecot-core dovecot-pop3d dovecot-imapd postgrey miltertest
+DEB_TEST  = ucspi-tcp swaks python3 postfix dovecot-core dovecot-pop3d dovecot-imapd postgrey miltertest dnsmasq-base
 
 PKGS_ALL  = libbsd-overlay libcdb
 CC      ?= cc

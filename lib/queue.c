@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -14,13 +15,13 @@
 
 static unsigned queue_seq;
 
-static const char *const state_names[] = { "pending", "delivered", "failed" };
+static const char *const state_names[] = { "pending", "delivered", "failed", "bounced" };
 static const char *const kind_names[] = { "relay", "forward", "maildir", "local" };
 
 const char *
 queue_state_name(enum queue_state s)
 {
-	return (unsigned)s < 3 ? state_names[s] : "?";
+	return (unsigned)s < QUEUE_NSTATES ? state_names[s] : "?";
 }
 
 const char *
@@ -151,6 +152,8 @@ info_format(const struct queue_info *qi, struct buf *b)
 	put_kv(b, "client", qi->client);
 	put_kv(b, "helo", qi->helo);
 	buf_printf(b, "size %lld\n", qi->size);
+	if (qi->warned)
+		buf_printf(b, "warned %lld\n", qi->warned);
 	for (i = 0; i < qi->nrcpt; i++) {
 		const struct queue_rcpt *r = &qi->rcpt[i];
 		buf_printf(b, "rcpt\t%s\t%d\t%lld\t%lld\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
@@ -369,7 +372,7 @@ queue_info_read(const char *qdir, const char *id, struct queue_info *qi,
 			for (i = 0; i < 11; i++)
 				if (!(f_[i] = next_field(&p)))
 					goto bad;
-			if ((st = lookup_name(state_names, 3, f_[0])) < 0 ||
+			if ((st = lookup_name(state_names, QUEUE_NSTATES, f_[0])) < 0 ||
 			    (kd = lookup_name(kind_names, 4, f_[4])) < 0)
 				goto bad;
 			r = queue_add_rcpt(qi, (enum queue_state)st, (enum queue_kind)kd,
@@ -396,6 +399,8 @@ queue_info_read(const char *qdir, const char *id, struct queue_info *qi,
 			free(qi->helo), qi->helo = xstrdup(v);
 		else if (!strcmp(line, "size"))
 			qi->size = atoll(v);
+		else if (!strcmp(line, "warned"))
+			qi->warned = atoll(v);
 		/* unknown keys: ignored (newer writers may add some) */
 	}
 	free(line);
@@ -416,4 +421,67 @@ bad:
 	queue_info_free(qi);
 	errno = EPROTO;
 	return -1;
+}
+
+int
+queue_id_ok(const char *id)
+{
+	size_t n = strlen(id);
+
+	return n > 0 && n < 128 && id[0] != '.' && !strchr(id, '/');
+}
+
+int
+queue_lock(const char *qdir, const char *id, int wait)
+{
+	char p[4400];
+	int fd;
+
+	if (!queue_id_ok(id)) {
+		errno = ENOENT;
+		return -1;
+	}
+	snprintf(p, sizeof p, "%s/mess/%s", qdir, id);
+	if ((fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return -1;
+	while (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0) {
+		int e = errno;
+		if (e == EINTR)
+			continue;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+int
+queue_remove(const char *qdir, const char *id, char *err, size_t errlen)
+{
+	int dfd;
+
+	if (!queue_id_ok(id)) {
+		snprintf(err, errlen, "bad queue id");
+		return -1;
+	}
+	if ((dfd = open_sub(qdir, "info", 0)) < 0) {
+		snprintf(err, errlen, "cannot open %s/info: %s", qdir, strerror(errno));
+		return -1;
+	}
+	if (unlinkat(dfd, id, 0) < 0 && errno != ENOENT) {
+		snprintf(err, errlen, "cannot remove %s/info/%s: %s", qdir, id, strerror(errno));
+		close(dfd);
+		return -1;
+	}
+	if (fsync(dfd) < 0) {
+		snprintf(err, errlen, "cannot fsync %s/info: %s", qdir, strerror(errno));
+		close(dfd);
+		return -1;
+	}
+	close(dfd);
+	if ((dfd = open_sub(qdir, "mess", 0)) >= 0) {
+		(void)unlinkat(dfd, id, 0);
+		close(dfd);
+	}
+	return 0;
 }

@@ -18,7 +18,8 @@
 
 #define QUEUE_VERSION 1
 
-enum queue_state { QS_PENDING, QS_DELIVERED, QS_FAILED };
+enum queue_state { QS_PENDING, QS_DELIVERED, QS_FAILED, QS_BOUNCED };
+#define QUEUE_NSTATES 4
 enum queue_kind {
 	QK_RELAY,	/* to a non-local address as given (SMTP) */
 	QK_FORWARD,	/* alias/forward to a non-local address (SMTP) */
@@ -48,6 +49,7 @@ struct queue_info {
 	char *client;		/* TCPREMOTEIP, "" none */
 	char *helo;
 	long long size;		/* bytes of mess/ID */
+	long long warned;	/* when a delay warning was sent, 0 never */
 	struct queue_rcpt *rcpt;
 	size_t nrcpt;
 };
@@ -69,6 +71,17 @@ struct queue_rcpt *queue_add_rcpt(struct queue_info *qi, enum queue_state st,
     enum queue_kind kind, const char *addr, const char *orcpt, const char *dt,
     const char *maildir, const char *folder, const char *reply);
 void queue_info_free(struct queue_info *qi);
+
+/* The runner's lock on an entry: an exclusive flock(2) on mess/ID (that
+ * file is never replaced, unlike info/ID). wait: block until free.
+ * Returns the locked fd (open read-only, the message itself), or -1
+ * (errno EWOULDBLOCK: another process holds it; ENOENT: no entry). */
+int queue_lock(const char *qdir, const char *id, int wait);
+/* Remove an entry: info/ID first (fsync info/), then mess/ID.
+ * 0, or -1 with err. */
+int queue_remove(const char *qdir, const char *id, char *err, size_t errlen);
+/* A syntactically possible ID (no '/', no leading dot, short). */
+int queue_id_ok(const char *id);
 
 const char *queue_state_name(enum queue_state s);
 const char *queue_kind_name(enum queue_kind k);

@@ -13,7 +13,7 @@
 #define MX_CONFDIR "/etc/mx"
 #endif
 
-enum kind { K_NUM, K_SIZE, K_STR, K_PATH, K_BOOL, K_ACCESS, K_LIST, K_CMD };
+enum kind { K_NUM, K_TIME, K_SIZE, K_STR, K_PATH, K_BOOL, K_ACCESS, K_LIST, K_CMD };
 
 struct key {
 	const char *name;
@@ -50,6 +50,24 @@ static const struct key keys[] = {
 	STRK("bindir", K_PATH, bindir, ""),
 	{ "policy", K_LIST, 0, 0, 0, 0, NULL },
 	{ "chain", K_CMD, 0, 0, 0, 0, NULL },
+	/* remote delivery (mxqueue); times take s, m, h or d */
+	NUMK("queue_workers", K_NUM, queue_workers, 1, 1000, "20"),
+	NUMK("queue_per_destination", K_NUM, queue_per_destination, 1, 1000, "10"),
+	NUMK("queue_scan", K_TIME, queue_scan, 1, 86400, "60"),
+	NUMK("retry_min", K_TIME, retry_min, 1, 86400, "5m"),
+	NUMK("retry_max", K_TIME, retry_max, 1, 7 * 86400, "4h"),
+	NUMK("queue_lifetime", K_TIME, queue_lifetime, 1, 60 * 86400, "5d"),
+	NUMK("delay_warning", K_TIME, delay_warning, 0, 60 * 86400, "0"),
+	STRK("doublebounce_to", K_STR, doublebounce_to, "postmaster"),
+	STRK("nameserver", K_STR, nameserver, ""),
+	NUMK("smtp_port", K_NUM, smtp_port, 1, 65535, "25"),
+	NUMK("smtp_timeout_connect", K_TIME, smtp_timeout_connect, 1, 3600, "60"),
+	NUMK("smtp_timeout_greeting", K_TIME, smtp_timeout_greeting, 1, 3600, "300"),
+	NUMK("smtp_timeout_mail", K_TIME, smtp_timeout_mail, 1, 3600, "300"),
+	NUMK("smtp_timeout_rcpt", K_TIME, smtp_timeout_rcpt, 1, 3600, "300"),
+	NUMK("smtp_timeout_data", K_TIME, smtp_timeout_data, 1, 3600, "120"),
+	NUMK("smtp_timeout_block", K_TIME, smtp_timeout_block, 1, 3600, "180"),
+	NUMK("smtp_timeout_dot", K_TIME, smtp_timeout_dot, 1, 3600, "600"),
 };
 
 const char *
@@ -85,13 +103,29 @@ set_one(struct settings *s, const struct key *k, const char *v)
 
 	switch (k->kind) {
 	case K_NUM:
+	case K_TIME:
 	case K_SIZE: {
 		char *end;
 		errno = 0;
 		n = strtoll(v, &end, 10);
 		if (end == v || errno)
 			return "not a number";
-		if (k->kind == K_SIZE && *end) {
+		if (k->kind == K_TIME && *end) {
+			long long mul;
+			if (!strcmp(end, "s"))
+				mul = 1;
+			else if (!strcmp(end, "m"))
+				mul = 60;
+			else if (!strcmp(end, "h"))
+				mul = 3600;
+			else if (!strcmp(end, "d"))
+				mul = 86400;
+			else
+				return "bad time suffix (use s, m, h or d)";
+			if (n > k->max / mul + 1)
+				return "too large";
+			n *= mul;
+		} else if (k->kind == K_SIZE && *end) {
 			if (!strcasecmp(end, "k"))
 				n *= 1024;
 			else if (!strcasecmp(end, "m"))
@@ -262,6 +296,7 @@ settings_print(const struct settings *s)
 		const struct key *k = &keys[i];
 		switch (k->kind) {
 		case K_NUM:
+		case K_TIME:
 		case K_SIZE:
 			printf("%s %lld\n", k->name, *(const long long *)(base + k->off));
 			break;

@@ -31,6 +31,24 @@ struct settings {
 	char *policy[SETTINGS_MAX_POLICY];	/* extra policy services */
 	int npolicy;
 	char *chain;		/* delivery chain command, NULL = default */
+	/* remote delivery (mxqueue): times in seconds */
+	long long queue_workers;	/* deliveries at once */
+	long long queue_per_destination;	/* deliveries at once per domain */
+	long long queue_scan;		/* runner: longest sleep between scans */
+	long long retry_min;		/* first retry interval */
+	long long retry_max;		/* longest retry interval */
+	long long queue_lifetime;	/* give up after this */
+	long long delay_warning;	/* warn the sender after this, 0 off */
+	char doublebounce_to[512];	/* failed bounces go here */
+	char nameserver[128];		/* IP[:PORT] for MX look-ups, "" system */
+	long long smtp_port;		/* port of MX (and route) hosts */
+	long long smtp_timeout_connect;
+	long long smtp_timeout_greeting;	/* 220 greeting, EHLO/HELO, QUIT */
+	long long smtp_timeout_mail;
+	long long smtp_timeout_rcpt;
+	long long smtp_timeout_data;	/* DATA initiation (354) */
+	long long smtp_timeout_block;	/* each write of the text */
+	long long smtp_timeout_dot;	/* final reply after the dot */
 };
 
 /* Load CONFDIR/settings (a missing file gives the defaults).

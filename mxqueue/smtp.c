@@ -1,0 +1,561 @@
+/* smtp.c: the SMTP client, one transaction per call.
+ *
+ * The addresses of the destination are tried in order until one takes
+ * the transaction: a failed connection, a greeting or EHLO/HELO that is
+ * not 2xx, a 4xx to MAIL, or a connection lost before any recipient got
+ * its answer moves on to the next address. EHLO, HELO when EHLO is
+ * refused; PIPELINING (MAIL, every RCPT and DATA in one write, RFC
+ * 2920), SIZE= and BODY=8BITMIME when offered. Every recipient gets its
+ * own reply. The text goes out with CRLF line ends and dot-stuffed.
+ * Timeouts per RFC 5321 4.5.3.2 (settings smtp_timeout_*). */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "log.h"
+#include "mxqueue.h"
+
+struct conn {
+	int fd;
+	char host[300];		/* "name[ip]" */
+	char in[8192];
+	size_t inpos, inlen;
+	struct buf out;
+	int dead;		/* I/O error or timeout */
+	char why[200];		/* what went wrong with the connection */
+};
+
+struct reply {
+	int code;
+	char text[MXQ_REPLY_MAX];	/* all lines joined by blanks */
+	char ext[MXQ_REPLY_MAX * 2];	/* EHLO: keywords, one per line */
+};
+
+/* snprintf for replies: long names are cut quietly */
+static void __attribute__((format(printf, 3, 4)))
+xsnprintf(char *dst, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	(void)vsnprintf(dst, len, fmt, ap);
+	va_end(ap);
+}
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+wait_fd(int fd, short ev, long long deadline)
+{
+	struct pollfd p;
+	int r;
+
+	for (;;) {
+		long long left = deadline - now_ms();
+		if (left <= 0)
+			return 0;
+		p.fd = fd;
+		p.events = ev;
+		r = poll(&p, 1, left > 1000000 ? 1000000 : (int)left);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r > 0)
+			return 1;
+	}
+}
+
+static void
+conn_fail(struct conn *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->dead)
+		return;
+	c->dead = 1;
+	va_start(ap, fmt);
+	vsnprintf(c->why, sizeof c->why, fmt, ap);
+	va_end(ap);
+}
+
+static int
+conn_flush(struct conn *c, long long timeout)
+{
+	size_t off = 0;
+	long long deadline = now_ms() + timeout * 1000;
+
+	if (c->dead)
+		return -1;
+	while (off < c->out.len) {
+		ssize_t n = write(c->fd, c->out.s + off, c->out.len - off);
+		if (n > 0) {
+			off += (size_t)n;
+			deadline = now_ms() + timeout * 1000;	/* per block */
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			int w = wait_fd(c->fd, POLLOUT, deadline);
+			if (w > 0)
+				continue;
+			conn_fail(c, w == 0 ? "timeout while sending" : "poll error while sending");
+			return -1;
+		}
+		conn_fail(c, "connection lost while sending (%s)", strerror(errno));
+		return -1;
+	}
+	buf_clear(&c->out);
+	return 0;
+}
+
+/* One line (CRLF or LF stripped; over-long lines cut). 0 ok, -1 dead. */
+static int
+conn_line(struct conn *c, char *line, size_t len, long long deadline)
+{
+	size_t n = 0;
+
+	for (;;) {
+		while (c->inpos < c->inlen) {
+			char ch = c->in[c->inpos++];
+			if (ch == '\n') {
+				if (n > 0 && line[n - 1] == '\r')
+					n--;
+				line[n] = 0;
+				return 0;
+			}
+			if (n + 1 < len)
+				line[n++] = ch;
+		}
+		if (c->dead)
+			return -1;
+		{
+			int w = wait_fd(c->fd, POLLIN, deadline);
+			ssize_t r;
+			if (w <= 0) {
+				conn_fail(c, w == 0 ? "timeout waiting for a reply" :
+				    "poll error waiting for a reply");
+				return -1;
+			}
+			r = read(c->fd, c->in, sizeof c->in);
+			if (r < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			if (r <= 0) {
+				conn_fail(c, r == 0 ? "connection closed by the server" :
+				    "read error (%s)", strerror(errno));
+				return -1;
+			}
+			c->inpos = 0;
+			c->inlen = (size_t)r;
+		}
+	}
+}
+
+/* Read a (multi-line) reply. code 0 when the connection is dead. */
+static int
+conn_reply(struct conn *c, struct reply *rp, long long timeout)
+{
+	char line[1024];
+	long long deadline = now_ms() + timeout * 1000;
+	int lines = 0;
+
+	rp->code = 0;
+	rp->text[0] = 0;
+	rp->ext[0] = 0;
+	for (;;) {
+		if (conn_line(c, line, sizeof line, deadline) < 0)
+			return 0;
+		if (strlen(line) < 3 || !isdigit((unsigned char)line[0]) ||
+		    !isdigit((unsigned char)line[1]) || !isdigit((unsigned char)line[2]) ||
+		    (line[3] && line[3] != ' ' && line[3] != '-') || line[0] < '2' ||
+		    line[0] > '5') {
+			conn_fail(c, "bad reply from the server");
+			return 0;
+		}
+		if (lines++ == 0) {
+			rp->code = atoi(line);
+			strlcpy(rp->text, line, sizeof rp->text);
+		} else {
+			strlcat(rp->text, " ", sizeof rp->text);
+			strlcat(rp->text, line + 4, sizeof rp->text);
+			strlcat(rp->ext, line + 4, sizeof rp->ext);
+			strlcat(rp->ext, "\n", sizeof rp->ext);
+		}
+		if (line[3] != '-')
+			break;
+		if (lines > 1000) {
+			conn_fail(c, "reply too long");
+			return 0;
+		}
+	}
+	/* control characters never go into the queue's state */
+	for (char *p = rp->text; *p; p++)
+		if ((unsigned char)*p < ' ' || *p == 0x7f)
+			*p = ' ';
+	return rp->code;
+}
+
+static void
+conn_cmd(struct conn *c, const char *fmt, ...)
+{
+	va_list ap;
+	char line[1200];
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	buf_adds(&c->out, line);
+	buf_adds(&c->out, "\r\n");
+}
+
+static int
+conn_open(struct conn *c, const struct dest_addr *a, long long timeout)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	int fd, w, err = 0, one = 1;
+	socklen_t el = sizeof err;
+
+	if (a->sa.ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)&a->sa)->sin_addr, ip, sizeof ip);
+	else if (a->sa.ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&a->sa)->sin6_addr, ip, sizeof ip);
+	xsnprintf(c->host, sizeof c->host, "%s[%s]", a->host, ip);
+	fd = socket(a->sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		conn_fail(c, "cannot make a socket (%s)", strerror(errno));
+		return -1;
+	}
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (connect(fd, (const struct sockaddr *)&a->sa, a->salen) < 0) {
+		if (errno != EINPROGRESS) {
+			conn_fail(c, "cannot connect to %s (%s)", c->host, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		w = wait_fd(fd, POLLOUT, now_ms() + timeout * 1000);
+		if (w <= 0) {
+			conn_fail(c, "cannot connect to %s (timeout)", c->host);
+			close(fd);
+			return -1;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err) {
+			conn_fail(c, "cannot connect to %s (%s)", c->host, strerror(err ? err : errno));
+			close(fd);
+			return -1;
+		}
+	}
+	c->fd = fd;
+	return 0;
+}
+
+/* "5.1.1 host said: 550 5.1.1 text": the enhanced code from the reply
+ * when it has one (and its class matches), else X.0.0. */
+static void
+fmt_reply(char *dst, size_t len, const char *host, const struct reply *rp)
+{
+	const char *t = rp->text + 4;
+	int cls = rp->code / 100;
+
+	if (strlen(rp->text) > 4 && t[0] == '0' + cls && t[1] == '.' &&
+	    isdigit((unsigned char)t[2])) {
+		size_t n = strspn(t, "0123456789.");
+		xsnprintf(dst, len, "%.*s %s said: %s", (int)n, t, host, rp->text);
+	} else
+		xsnprintf(dst, len, "%d.0.0 %s said: %s", cls, host, rp->text);
+}
+
+static void
+set_all(struct smtp_rcpt *r, size_t n, int code, const char *reply, int only_open)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (!only_open || r[i].code == 0 || (r[i].code >= 200 && r[i].code < 300)) {
+			r[i].code = code;
+			strlcpy(r[i].reply, reply, sizeof r[i].reply);
+		}
+}
+
+static int
+has_ext(const char *ext, const char *kw, const char **arg)
+{
+	const char *p = ext;
+	size_t kl = strlen(kw);
+
+	while (*p) {
+		const char *e = strchr(p, '\n');
+		if (!strncasecmp(p, kw, kl) && (p[kl] == ' ' || p[kl] == '\n' || p[kl] == 0)) {
+			if (arg)
+				*arg = p + kl;
+			return 1;
+		}
+		if (!e)
+			break;
+		p = e + 1;
+	}
+	return 0;
+}
+
+/* The message text, CRLF and dot-stuffed, then ".". Flushes as it
+ * goes (each write within smtp_timeout_block). 0 or -1. */
+static int
+send_text(const struct mxq *q, struct conn *c, const struct smtp_msg *m)
+{
+	char b[65536];
+	off_t off = 0;
+	int bol = 1, last = '\n';
+
+	if (m->dt && m->dt[0])
+		buf_printf(&c->out, "Delivered-To: %s\r\n", m->dt);
+	for (;;) {
+		ssize_t n = pread(m->fd, b, sizeof b, off);
+		ssize_t i;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			conn_fail(c, "cannot read the message (%s)", strerror(errno));
+			return -1;
+		}
+		if (n == 0)
+			break;
+		off += n;
+		buf_reserve(&c->out, (size_t)n * 2 + 4);
+		for (i = 0; i < n; i++) {
+			char ch = b[i];
+			if (bol && ch == '.')
+				c->out.s[c->out.len++] = '.';
+			if (ch == '\n') {
+				/* a stored CRLF is one line end, never CRCRLF */
+				if (!(c->out.len > 0 && c->out.s[c->out.len - 1] == '\r' && last == '\r'))
+					c->out.s[c->out.len++] = '\r';
+				c->out.s[c->out.len++] = '\n';
+				bol = 1;
+			} else {
+				c->out.s[c->out.len++] = ch;
+				bol = 0;
+			}
+			last = ch;
+		}
+		c->out.s[c->out.len] = 0;
+		if (c->out.len >= 65536 && conn_flush(c, q->s.smtp_timeout_block) < 0)
+			return -1;
+	}
+	if (!bol)
+		buf_adds(&c->out, "\r\n");
+	buf_adds(&c->out, ".\r\n");
+	return conn_flush(c, q->s.smtp_timeout_block);
+}
+
+/* One address. Returns 1 when the transaction took place (every
+ * recipient has its answer), 0 to try the next address. */
+static int
+try_one(const struct mxq *q, const struct dest_addr *a, const struct smtp_msg *m,
+    struct smtp_rcpt *r, size_t n, char *last, size_t lastlen)
+{
+	struct conn c;
+	struct reply rp;
+	const char *arg;
+	int pipelining, size_ok, eightbit, accepted = 0, rc = 0;
+	size_t i;
+	const struct settings *s = &q->s;
+
+	memset(&c, 0, sizeof c);
+	c.fd = -1;
+	for (i = 0; i < n; i++) {
+		r[i].code = 0;
+		r[i].reply[0] = 0;
+	}
+	if (conn_open(&c, a, s->smtp_timeout_connect) < 0) {
+		xsnprintf(last, lastlen, "4.4.1 %s", c.why);
+		return 0;
+	}
+	if (conn_reply(&c, &rp, s->smtp_timeout_greeting) / 100 != 2) {
+		if (c.dead)
+			xsnprintf(last, lastlen, "4.4.2 %s: %s (greeting)", c.host, c.why);
+		else
+			fmt_reply(last, lastlen, c.host, &rp), last[0] = '4';
+		goto quit;
+	}
+	conn_cmd(&c, "EHLO %s", s->hostname);
+	if (conn_flush(&c, s->smtp_timeout_greeting) < 0 ||
+	    conn_reply(&c, &rp, s->smtp_timeout_greeting) == 0) {
+		xsnprintf(last, lastlen, "4.4.2 %s: %s (EHLO)", c.host, c.why);
+		goto quit;
+	}
+	if (rp.code / 100 != 2) {
+		conn_cmd(&c, "HELO %s", s->hostname);
+		if (conn_flush(&c, s->smtp_timeout_greeting) < 0 ||
+		    conn_reply(&c, &rp, s->smtp_timeout_greeting) / 100 != 2) {
+			if (c.dead)
+				xsnprintf(last, lastlen, "4.4.2 %s: %s (HELO)", c.host, c.why);
+			else
+				fmt_reply(last, lastlen, c.host, &rp), last[0] = '4';
+			goto quit;
+		}
+		rp.ext[0] = 0;
+	}
+	pipelining = has_ext(rp.ext, "PIPELINING", NULL);
+	size_ok = has_ext(rp.ext, "SIZE", &arg);
+	if (size_ok) {
+		long long max = atoll(arg);
+		if (max > 0 && m->size > max) {
+			char t[MXQ_REPLY_MAX];
+			xsnprintf(t, sizeof t, "5.3.4 message too big for %s (%lld bytes, it takes %lld)",
+			    c.host, m->size, max);
+			set_all(r, n, 552, t, 0);
+			rc = 1;
+			goto quit;
+		}
+	}
+	eightbit = m->eightbit && has_ext(rp.ext, "8BITMIME", NULL);
+
+	/* MAIL, RCPT..., DATA: in one write with PIPELINING */
+	{
+		char params[80] = "";
+		if (size_ok)
+			xsnprintf(params, sizeof params, " SIZE=%lld", m->size);
+		if (eightbit)
+			strlcat(params, " BODY=8BITMIME", sizeof params);
+		conn_cmd(&c, "MAIL FROM:<%s>%s", m->sender, params);
+	}
+	if (!pipelining && conn_flush(&c, s->smtp_timeout_mail) < 0)
+		goto lost;
+	if (pipelining) {
+		for (i = 0; i < n; i++)
+			conn_cmd(&c, "RCPT TO:<%s>", r[i].addr);
+		conn_cmd(&c, "DATA");
+		if (conn_flush(&c, s->smtp_timeout_mail) < 0)
+			goto lost;
+	}
+	if (conn_reply(&c, &rp, s->smtp_timeout_mail) == 0)
+		goto lost;
+	if (rp.code / 100 != 2) {
+		char t[MXQ_REPLY_MAX];
+		fmt_reply(t, sizeof t, c.host, &rp);
+		if (rp.code / 100 == 4 && !pipelining) {
+			strlcpy(last, t, lastlen);	/* the next MX may take it */
+			goto quit;
+		}
+		set_all(r, n, rp.code, t, 0);
+		rc = 1;
+		if (pipelining) {	/* the RCPT and DATA replies still come */
+			for (i = 0; i <= n && conn_reply(&c, &rp, s->smtp_timeout_rcpt); i++)
+				;
+		}
+		goto quit;
+	}
+	for (i = 0; i < n; i++) {
+		if (!pipelining) {
+			conn_cmd(&c, "RCPT TO:<%s>", r[i].addr);
+			if (conn_flush(&c, s->smtp_timeout_rcpt) < 0)
+				goto lost;
+		}
+		if (conn_reply(&c, &rp, s->smtp_timeout_rcpt) == 0)
+			goto lost;
+		r[i].code = rp.code;
+		fmt_reply(r[i].reply, sizeof r[i].reply, c.host, &rp);
+		if (rp.code / 100 == 2)
+			accepted++;
+	}
+	if (!pipelining) {
+		if (!accepted) {
+			rc = 1;
+			goto quit;
+		}
+		conn_cmd(&c, "DATA");
+		if (conn_flush(&c, s->smtp_timeout_data) < 0)
+			goto lost;
+	}
+	if (conn_reply(&c, &rp, s->smtp_timeout_data) == 0)
+		goto lost;
+	if (rp.code != 354) {
+		char t[MXQ_REPLY_MAX];
+		fmt_reply(t, sizeof t, c.host, &rp);
+		if (accepted)
+			set_all(r, n, rp.code / 100 == 5 ? rp.code : 451, t, 1);
+		rc = 1;
+		goto quit;
+	}
+	if (!accepted) {	/* 354 with nobody to send to: an empty text */
+		buf_adds(&c.out, ".\r\n");
+		if (conn_flush(&c, s->smtp_timeout_block) == 0)
+			(void)conn_reply(&c, &rp, s->smtp_timeout_dot);
+		rc = 1;
+		goto quit;
+	}
+	if (send_text(q, &c, m) < 0)
+		goto lost;
+	if (conn_reply(&c, &rp, s->smtp_timeout_dot) == 0)
+		goto lost;
+	{
+		char t[MXQ_REPLY_MAX];
+		fmt_reply(t, sizeof t, c.host, &rp);
+		set_all(r, n, rp.code, t, 1);
+	}
+	rc = 1;
+	log_info("%s: %d accepted of %zu: %s", c.host, rp.code / 100 == 2 ? accepted : 0, n,
+	    rp.text);
+quit:
+	if (!c.dead) {
+		conn_cmd(&c, "QUIT");
+		if (conn_flush(&c, s->smtp_timeout_greeting) == 0)
+			(void)conn_reply(&c, &rp, 2);
+	}
+	if (c.fd >= 0)
+		close(c.fd);
+	buf_free(&c.out);
+	return rc;
+lost:
+	/* the connection broke in the middle: whoever has no final answer
+	 * is tried again (at least once: a lost reply to the dot may mean
+	 * it was delivered) */
+	xsnprintf(last, lastlen, "4.4.2 %s: %s", c.host, c.why);
+	for (i = 0; i < n; i++)
+		if (r[i].code / 100 != 5) {
+			r[i].code = 451;
+			strlcpy(r[i].reply, last, sizeof r[i].reply);
+		}
+	if (c.fd >= 0)
+		close(c.fd);
+	buf_free(&c.out);
+	/* nobody answered yet: the next address may do better */
+	for (i = 0; i < n; i++)
+		if (r[i].code / 100 == 5)
+			return 1;
+	return accepted ? 1 : 0;
+}
+
+void
+smtp_send(const struct mxq *q, const struct dest *d, const struct smtp_msg *m,
+    struct smtp_rcpt *r, size_t n)
+{
+	char last[MXQ_REPLY_MAX] = "4.4.1 no address to send to";
+	int i;
+
+	for (i = 0; i < d->n; i++) {
+		if (try_one(q, &d->a[i], m, r, n, last, sizeof last))
+			return;
+		log_info("%s", last);
+	}
+	set_all(r, n, 451, last, 0);
+}

@@ -89,6 +89,27 @@ table_get(struct table *t, const void *key, size_t klen, struct buf *val)
 	return 1;
 }
 
+int
+table_getp(struct table *t, const void *key, size_t klen, const char **val, size_t *vlen)
+{
+	int r;
+
+	if (t->fd < 0) {
+		errno = EBADF;
+		return -1;
+	}
+	r = cdb_find(&t->cdb, key, (unsigned)klen);
+	if (r <= 0)
+		return r < 0 ? -1 : 0;
+	*val = cdb_get(&t->cdb, cdb_datalen(&t->cdb), cdb_datapos(&t->cdb));
+	if (!*val) {
+		errno = EPROTO;
+		return -1;
+	}
+	*vlen = cdb_datalen(&t->cdb);
+	return 1;
+}
+
 void
 table_close(struct table *t)
 {

@@ -22,5 +22,9 @@ int table_open(struct table *t, const char *confdir, const char *name);
 int table_refresh(struct table *t);	/* 0 ok (possibly reopened), -1 error */
 /* 1 found (value copied to val, NUL-terminated), 0 absent, -1 error. */
 int table_get(struct table *t, const void *key, size_t klen, struct buf *val);
+/* The same without a copy: *val points into the mapped table (valid
+ * until the next refresh or close), not NUL-terminated, *vlen bytes. */
+int table_getp(struct table *t, const void *key, size_t klen, const char **val,
+    size_t *vlen);
 void table_close(struct table *t);
 #endif

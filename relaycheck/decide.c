@@ -139,21 +139,32 @@ explain_access(const struct access_result *ar, char *buf, size_t len)
 		    access_name(ar->action));
 }
 
+/* The explanations (v->why) are only shown with -v: the policy server
+ * does not spend its time on the formatting otherwise. */
+#define WHY(rc) ((rc)->verbose)
+
+static void
+client_verdict(struct rc *rc, const struct access_result *ar, struct verdict *v)
+{
+	if (WHY(rc))
+		explain_access(ar, v->why, sizeof v->why);
+	if (ar->action == ACCESS_DENY) {
+		v->kind = V_REJECT;
+		v->code = 554;
+		snprintf(v->text, sizeof v->text, "5.7.1 %s", ar->text[0] ? ar->text : "Access denied");
+	} else
+		set(v, V_ACCEPT, 0, "");
+}
+
 void
 check_client(struct rc *rc, const struct client *c, struct verdict *v)
 {
 	struct access_result ar;
-	char buf[600];
 
 	memset(v, 0, sizeof *v);
 	if (client_access(rc, c, &ar, v) < 0)
 		return;
-	explain_access(&ar, v->why, sizeof v->why);
-	if (ar.action == ACCESS_DENY) {
-		snprintf(buf, sizeof buf, "5.7.1 %s", ar.text[0] ? ar.text : "Access denied");
-		set(v, V_REJECT, 554, buf);
-	} else
-		set(v, V_ACCEPT, 0, "");
+	client_verdict(rc, &ar, v);
 }
 
 void
@@ -187,10 +198,13 @@ mailbox_exists(struct rc *rc, const struct addr *a, char *why, size_t whylen)
 	if (r == 0 && addr_strip_ext(key, rc->s.recipient_delimiter, NULL, 0))
 		r = mailbox_get(&rc->mailboxes, key, &val, &line);
 	if (r == 0) {
-		snprintf(key, sizeof key, "@%s", a->domain);
+		key[0] = '@';	/* snprintf(key, sizeof key, "@%s", a->domain) */
+		strlcpy(key + 1, a->domain, sizeof key - 1);
 		r = mailbox_get(&rc->mailboxes, key, &val, &line);
 	}
-	if (r == 1)
+	if (!WHY(rc))
+		;
+	else if (r == 1)
 		snprintf(why, whylen, "mailboxes line %d (%s)", line, key);
 	else if (r == 0)
 		snprintf(why, whylen, "no mailboxes entry");
@@ -198,25 +212,18 @@ mailbox_exists(struct rc *rc, const struct addr *a, char *why, size_t whylen)
 	return r;
 }
 
-void
-check_rcpt(struct rc *rc, const struct client *c, const char *rcpt, struct verdict *v)
+/* check_rcpt() once the client's access entry is known and not deny */
+static void
+rcpt_verdict(struct rc *rc, const struct client *c, const struct access_result *ar,
+    const char *rcpt, struct verdict *v)
 {
-	struct access_result ar;
 	struct addr a;
 	const char *why;
-	char matched[ADDR_DOMAIN_MAX + 2], mwhy[300], acc[300], buf[600];
+	char matched[ADDR_DOMAIN_MAX + 2], mwhy[300], acc[300];
 	int line = 0, r;
 
-	memset(v, 0, sizeof *v);
-	if (client_access(rc, c, &ar, v) < 0)
-		return;
-	explain_access(&ar, acc, sizeof acc);
-	if (ar.action == ACCESS_DENY) {
-		snprintf(buf, sizeof buf, "5.7.1 %s", ar.text[0] ? ar.text : "Access denied");
-		set(v, V_REJECT, 554, buf);
-		snprintf(v->why, sizeof v->why, "%s", acc);
-		return;
-	}
+	if (WHY(rc))
+		explain_access(ar, acc, sizeof acc);
 	if ((why = addr_parse_path(rcpt, strlen(rcpt), &a, 0, 0, NULL))) {
 		set(v, V_REJECT, 501, "5.1.3 Bad recipient address syntax");
 		snprintf(v->why, sizeof v->why, "recipient: %s", why);
@@ -234,11 +241,14 @@ check_rcpt(struct rc *rc, const struct client *c, const char *rcpt, struct verdi
 			return;
 		}
 		if (r == 0) {
-			snprintf(buf, sizeof buf, "5.1.1 <%s>: Recipient address rejected: User unknown", a.full);
-			set(v, V_REJECT, 550, buf);
+			v->kind = V_REJECT;
+			v->code = 550;
+			snprintf(v->text, sizeof v->text,
+			    "5.1.1 <%s>: Recipient address rejected: User unknown", a.full);
 		} else
 			set(v, V_ACCEPT, 0, "");
-		snprintf(v->why, sizeof v->why, "domains line %d (%s) local; %s", line, matched, mwhy);
+		if (WHY(rc))
+			snprintf(v->why, sizeof v->why, "domains line %d (%s) local; %s", line, matched, mwhy);
 		return;
 	}
 	if (rc->have_backup) {
@@ -249,17 +259,36 @@ check_rcpt(struct rc *rc, const struct client *c, const char *rcpt, struct verdi
 		}
 		if (r == 1) {
 			set(v, V_ACCEPT, 0, "");
-			snprintf(v->why, sizeof v->why, "backup line %d (%s): backup MX domain", line, matched);
+			if (WHY(rc))
+				snprintf(v->why, sizeof v->why, "backup line %d (%s): backup MX domain", line, matched);
 			return;
 		}
 	}
-	if (ar.action == ACCESS_RELAY || c->relay_env) {
+	if (ar->action == ACCESS_RELAY || c->relay_env) {
 		set(v, V_RELAY, 0, "");
-		snprintf(v->why, sizeof v->why, "not local; relay allowed by %s",
-		    ar.action == ACCESS_RELAY ? acc : "RELAYCLIENT or authentication");
+		if (WHY(rc))
+			snprintf(v->why, sizeof v->why, "not local; relay allowed by %s",
+			    ar->action == ACCESS_RELAY ? acc : "RELAYCLIENT or authentication");
 		return;
 	}
-	snprintf(buf, sizeof buf, "5.7.1 <%s>: Relay access denied", a.full);
-	set(v, V_REJECT, 554, buf);
-	snprintf(v->why, sizeof v->why, "not a local or backup domain; %s", acc);
+	v->kind = V_REJECT;
+	v->code = 554;
+	snprintf(v->text, sizeof v->text, "5.7.1 <%s>: Relay access denied", a.full);
+	if (WHY(rc))
+		snprintf(v->why, sizeof v->why, "not a local or backup domain; %s", acc);
+}
+
+void
+check_rcpt(struct rc *rc, const struct client *c, const char *rcpt, struct verdict *v)
+{
+	struct access_result ar;
+
+	memset(v, 0, sizeof *v);
+	if (client_access(rc, c, &ar, v) < 0)
+		return;
+	if (ar.action == ACCESS_DENY) {
+		client_verdict(rc, &ar, v);
+		return;
+	}
+	rcpt_verdict(rc, c, &ar, rcpt, v);
 }

@@ -24,7 +24,8 @@ struct sess {
 	char helo[256];
 	int esmtp, greeted, denied;
 	long long errors, nmsg, nrcpt_total;
-	struct buf sprepend;	/* PREPEND from CONNECT/HELO */
+	struct buf cprepend;	/* PREPEND from CONNECT */
+	struct buf hprepend;	/* PREPEND from the last HELO/EHLO */
 	/* the transaction */
 	int in_mail, rcpt_tried;
 	char sender[ADDR_PATH_MAX + 1];
@@ -38,6 +39,7 @@ struct sess {
 };
 
 static void reply(struct sess *ss, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_prepend(struct sess *ss, const struct buf *p);
 
 static void
 reply(struct sess *ss, const char *fmt, ...)
@@ -149,7 +151,7 @@ greet(struct sess *ss)
 		pres_free(&r);
 		finish(ss, "deferred");
 	} else {
-		buf_add(&ss->sprepend, r.prepend.s, r.prepend.len);
+		buf_add(&ss->cprepend, r.prepend.s, r.prepend.len);
 		reply(ss, "220 %s ESMTP", ss->s->hostname);
 	}
 	pres_free(&r);
@@ -189,7 +191,8 @@ cmd_helo(struct sess *ss, char *arg, int esmtp)
 	}
 	log_info("helo %s %s", esmtp ? "esmtp" : "smtp", e);
 	ss->greeted = 1;
-	buf_add(&ss->sprepend, r.prepend.s, r.prepend.len);
+	buf_clear(&ss->hprepend);
+	buf_add(&ss->hprepend, r.prepend.s, r.prepend.len);
 	pres_free(&r);
 	if (!esmtp) {
 		reply(ss, "250 %s", ss->s->hostname);
@@ -307,13 +310,29 @@ cmd_mail(struct sess *ss, char *arg)
 	}
 	log_info("mail from=<%s> size=%lld", e, ss->size);
 	ss->in_mail = 1;
-	buf_add(&ss->tprepend, r.prepend.s, r.prepend.len);
+	add_prepend(ss, &r.prepend);
 	if (r.discard)
 		ss->discard = 1;
 	if (r.redirect[0])
 		snprintf(ss->redirect, sizeof ss->redirect, "%s", r.redirect);
 	pres_free(&r);
 	reply(ss, "250 2.1.0 Ok");
+}
+
+/* PREPEND headers of one transaction, bounded (max_recipients RCPTs
+ * could each bring some). */
+#define TX_PREPEND_MAX 16384
+
+static void
+add_prepend(struct sess *ss, const struct buf *p)
+{
+	if (!p->len)
+		return;
+	if (ss->tprepend.len + p->len > TX_PREPEND_MAX) {
+		log_warn("policy PREPEND headers over %d bytes: ignored", TX_PREPEND_MAX);
+		return;
+	}
+	buf_add(&ss->tprepend, p->s, p->len);
 }
 
 static void
@@ -324,7 +343,7 @@ rcpt_accept(struct sess *ss, const struct addr *a, struct pres *r)
 	buf_printf(&ss->rcpts, "%s\n", a->full);
 	ss->nrcpt++;
 	ss->nrcpt_total++;
-	buf_add(&ss->tprepend, r->prepend.s, r->prepend.len);
+	add_prepend(ss, &r->prepend);
 	if (r->discard)
 		ss->discard = 1;
 	if (r->redirect[0])
@@ -422,7 +441,8 @@ write_headers(struct sess *ss, int fd, const char *id)
 
 	rfc5322_date(date, sizeof date);
 	sanitize(host, sizeof host, ss->c->host);
-	buf_add(&h, ss->sprepend.s, ss->sprepend.len);
+	buf_add(&h, ss->cprepend.s, ss->cprepend.len);
+	buf_add(&h, ss->hprepend.s, ss->hprepend.len);
 	buf_add(&h, ss->tprepend.s, ss->tprepend.len);
 	buf_printf(&h, "Received: from %s (%s%s[%s])\n\tby %s (smtpd-lite) with %s id %s\n",
 	    ss->helo, host, host[0] ? " " : "", ss->c->ip, ss->s->hostname,

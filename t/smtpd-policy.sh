@@ -89,6 +89,13 @@ is "$(nmsg)" 0 "DISCARD: nothing handed to the chain"
 act RCPT "PREPEND X-Policy-Test: yes"
 talk "$E$M${R}DATA\r\nSubject: p\r\n\r\nx\r\n.\r\n$Q" >/dev/null
 is "$(sed -n 1p "$(lastmsg)")" "X-Policy-Test: yes" "PREPEND: header added on top"
+act RCPT DUNNO
+act EHLO "PREPEND X-Helo-Check: seen"
+act CONNECT "PREPEND X-Connect-Check: seen"
+talk "$E$E$E$M${R}DATA\r\nx\r\n.\r\n$Q" >/dev/null
+is "$(grep -c '^X-Helo-Check: seen$' "$(lastmsg)")" 1 "PREPEND at EHLO: once, however many EHLOs"
+is "$(grep -c '^X-Connect-Check: seen$' "$(lastmsg)")" 1 "PREPEND at CONNECT kept for the session"
+rm -f "$P/EHLO" "$P/CONNECT"
 act RCPT "REDIRECT carol@example.com"
 talk "$E$M${R}RCPT TO:<bob@example.com>\r\nDATA\r\nx\r\n.\r\n$Q" >/dev/null
 like "$(cat "$T/out/$(basename "$(lastmsg)" .msg).env")" '^RECIPIENTS=carol@example\.com $' "REDIRECT: the message goes to the new address only"

@@ -61,22 +61,34 @@ lower(char *s)
 		*s = (char)tolower((unsigned char)*s);
 }
 
-/* "%d" of n at p (no NUL); returns the end */
+/* "%d" of n at p (no NUL); returns the end. Two digits at a time:
+ * every access line's value has its line number. */
 static char *
 put_int(char *p, int n)
 {
-	char tmp[12];
+	static const char pairs[] =
+	    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+	    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+	    "8081828384858687888990919293949596979899";
+	char tmp[12], *t = tmp + sizeof tmp;
 	unsigned u = n < 0 ? 0u - (unsigned)n : (unsigned)n;
-	int i = 0;
+	size_t len;
 
 	if (n < 0)
 		*p++ = '-';
-	do
-		tmp[i++] = (char)('0' + u % 10);
-	while ((u /= 10));
-	while (i)
-		*p++ = tmp[--i];
-	return p;
+	while (u >= 100) {
+		t -= 2;
+		memcpy(t, pairs + 2 * (u % 100), 2);
+		u /= 100;
+	}
+	if (u >= 10) {
+		t -= 2;
+		memcpy(t, pairs + 2 * u, 2);
+	} else
+		*--t = (char)('0' + u);
+	len = (size_t)(tmp + sizeof tmp - t);
+	memcpy(p, t, len);
+	return p + len;
 }
 
 /* ---- access ---- */
@@ -96,31 +108,36 @@ access_parse_v4(struct table_state *st, const char *line, int lineno, emit_fn em
     void *ctx, const char **why)
 {
 	unsigned char b[4];
-	unsigned v = 0, len = 32, mask;
-	int octet = 0, digits = 0, r;
-	const char *p = line, *act, *text;
+	unsigned v, len = 32, mask;
+	int octet, r;
+	const char *p = line, *act, *text, *aend, *kend;
 	size_t al, tl;
 	char key[IP_STRLEN + 8], val[16 + 16 + 400 + 1], *vp;
 
 	/* the address: inet_pton's rules (no leading zeros, 0-255) */
-	for (;; p++) {
-		unsigned char c = (unsigned char)*p;
-		if (c >= '0' && c <= '9') {
-			if (digits && v == 0)
+	for (octet = 0; octet < 4; octet++) {
+		unsigned d = (unsigned)(unsigned char)*p - '0';
+		if (d > 9)
+			return 0;
+		v = d;
+		p++;
+		if ((d = (unsigned)(unsigned char)*p - '0') <= 9) {
+			if (v == 0)
 				return 0;
-			v = v * 10 + (c - '0');
-			if (v > 255 || ++digits > 3)
-				return 0;
-		} else if (c == '.' && digits && octet < 3) {
-			b[octet++] = (unsigned char)v;
-			v = 0;
-			digits = 0;
-		} else
-			break;
+			v = v * 10 + d;
+			p++;
+			if ((d = (unsigned)(unsigned char)*p - '0') <= 9) {
+				v = v * 10 + d;
+				p++;
+				if (v > 255)
+					return 0;
+			}
+		}
+		b[octet] = (unsigned char)v;
+		if (octet < 3 && *p++ != '.')
+			return 0;
 	}
-	if (!digits || octet != 3)
-		return 0;
-	b[3] = (unsigned char)v;
+	aend = p;
 	if (*p == '/') {	/* "/N" or "/NN", no leading zero */
 		p++;
 		if (p[0] < '0' || p[0] > '9')
@@ -136,6 +153,7 @@ access_parse_v4(struct table_state *st, const char *line, int lineno, emit_fn em
 		if (len > 32)
 			return 0;
 	}
+	kend = p;
 	if (!blank((unsigned char)*p))
 		return 0;
 	mask = len ? 0xffffffffu << (32 - len) : 0;
@@ -159,23 +177,16 @@ access_parse_v4(struct table_state *st, const char *line, int lineno, emit_fn em
 	if ((tl = (size_t)(p - text)) > 400)
 		return 0;
 
-	vp = key;
-	for (r = 0; r < 4; r++) {
-		unsigned o = b[r];
-		if (r)
-			*vp++ = '.';
-		if (o >= 100)
-			*vp++ = (char)('0' + o / 100);
-		if (o >= 10)
-			*vp++ = (char)('0' + o / 10 % 10);
-		*vp++ = (char)('0' + o % 10);
+	/* What inet_pton accepts here is already the canonical text
+	 * (inet_ntop's), and so is the "/N" accepted above: the key is
+	 * the text itself, with "/32" added when no length was given. */
+	r = (int)(kend - line);
+	memcpy(key, line, (size_t)r);
+	if (kend == aend) {
+		memcpy(key + r, "/32", 3);
+		r += 3;
 	}
-	*vp++ = '/';
-	if (len >= 10)
-		*vp++ = (char)('0' + len / 10);
-	*vp++ = (char)('0' + len % 10);
 	st->lens4[len] = 1;
-	r = (int)(vp - key);
 
 	memcpy(val, act, al);
 	vp = val + al;

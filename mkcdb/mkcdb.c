@@ -53,10 +53,10 @@ struct seen {
 	int shift;		/* 64 - log2(cap) */
 };
 
-/* Slot of a hash: FNV-1a's low bits depend only on the low bits of
- * the input bytes (digits differ in 4 bits), so slots come from the
- * high bits of a Fibonacci-hashed value; taking h & (cap - 1) made
- * long probe chains and cost half of mkcdb's time on an access table. */
+/* Slot of a hash: from the high bits of a Fibonacci-hashed value
+ * (with FNV-1a, whose low bits depend only on the low bits of the
+ * input bytes, h & (cap - 1) made long probe chains and cost half of
+ * mkcdb's time on an access table). */
 static size_t
 slot(const struct seen *s, uint64_t h)
 {
@@ -66,13 +66,23 @@ slot(const struct seen *s, uint64_t h)
 static uint64_t
 hash64(const char *k, size_t n)
 {
-	uint64_t h = 1469598103934665603ULL;	/* FNV-1a */
-	size_t i;
+	/* 8 bytes a step (FNV-1a's byte a step showed in profiles): each
+	 * step is a bijection of the state, the length is in the seed */
+	uint64_t h = 0x9e3779b97f4a7c15ULL ^ n, w;
 
-	for (i = 0; i < n; i++) {
-		h ^= (unsigned char)k[i];
-		h *= 1099511628211ULL;
+	for (; n >= 8; k += 8, n -= 8) {
+		memcpy(&w, k, 8);
+		h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
+		h ^= h >> 31;
 	}
+	if (n) {
+		w = 0;
+		memcpy(&w, k, n);
+		h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
+		h ^= h >> 31;
+	}
+	h *= 0x94d049bb133111ebULL;
+	h ^= h >> 29;
 	return h ? h : 1;
 }
 
@@ -487,6 +497,7 @@ struct reader {
 	int fd;
 	char *buf;
 	size_t cap, pos, end;	/* unread: buf[pos..end) */
+	size_t clean;		/* buf[0..clean) has no NUL byte */
 	int eof, err;
 };
 
@@ -520,6 +531,7 @@ rd_line(struct reader *r, char **line, size_t *len)
 		}
 		if (r->pos) {
 			memmove(r->buf, r->buf + r->pos, scanned);
+			r->clean = r->clean > r->pos ? r->clean - r->pos : 0;
 			r->end = scanned;
 			r->pos = 0;
 		}
@@ -536,33 +548,84 @@ rd_line(struct reader *r, char **line, size_t *len)
 		}
 		if (k == 0)
 			r->eof = 1;
-		else
+		else {
+			/* one look for NUL bytes per block, not one per line */
+			if (r->clean == r->end && !memchr(r->buf + r->end, 0, (size_t)k))
+				r->clean = r->end + (size_t)k;
 			r->end += (size_t)k;
+		}
 	}
 }
 
-/* From the fast pass to the exact one: input from the start, empty
- * output, nothing seen. 0 ok, -1 system error. */
-static int
-restart(struct build *b, struct table_state *st, struct reader *rd, int fd)
+/* The duplicate check of the fast pass runs while the CDB's index is
+ * being written (a duplicate found then means starting over). */
+struct dupcheck {
+	pthread_t th;
+	struct hashes h;	/* the thread's own */
+	int running, dup;
+};
+
+static void *
+dup_thread(void *arg)
 {
+	struct dupcheck *d = arg;
+
+	d->dup = hashes_dup(&d->h);
+	return NULL;
+}
+
+/* Start the check, or do it now; the result comes from dup_join(). */
+static void
+dup_start(struct dupcheck *d, struct hashes *h, int now)
+{
+	d->h = *h;
+	memset(h, 0, sizeof *h);
+	if (now || pthread_create(&d->th, NULL, dup_thread, d) != 0)
+		d->dup = hashes_dup(&d->h);
+	else
+		d->running = 1;
+}
+
+/* 1 if a duplicate hash was found; once per dup_start() */
+static int
+dup_join(struct dupcheck *d)
+{
+	int r;
+
+	if (d->running) {
+		pthread_join(d->th, NULL);
+		d->running = 0;
+	}
+	r = d->dup;
+	d->dup = 0;
+	return r;
+}
+
+/* From the fast pass to the exact one: input from the start, empty
+ * output, nothing seen. finished: cdb_make_finish() was called already.
+ * 0 ok, -1 system error. */
+static int
+restart(struct build *b, struct table_state *st, struct reader *rd, int fd, int finished)
+{
+	if (!b->check_only) {
+		/* tinycdb has no cdb_make_free: finishing frees the record
+		 * lists; starting again at once leaves nothing to free twice */
+		if (!finished)
+			(void)cdb_make_finish(&b->cm);
+		(void)cdb_make_start(&b->cm, fd);
+	}
 	free(b->hashes.h);
 	memset(&b->hashes, 0, sizeof b->hashes);
 	b->fast = b->retry = 0;
 	b->lineno = b->errors = b->ioerr = 0;
 	b->written = b->started = 0;
 	memset(st, 0, sizeof *st);
-	rd->pos = rd->end = 0;
+	rd->pos = rd->end = rd->clean = 0;
 	rd->eof = rd->err = 0;
 	if (lseek(rd->fd, 0, SEEK_SET) < 0)
 		return -1;
 	if (b->check_only)
 		return 0;
-	/* tinycdb has no cdb_make_free: finishing frees the record lists;
-	 * starting again at once leaves nothing to free twice */
-	(void)cdb_make_finish(&b->cm);
-	if (cdb_make_start(&b->cm, fd) < 0)
-		return -1;
 	if (lseek(fd, 0, SEEK_SET) < 0 || ftruncate(fd, 0) < 0)
 		return -1;
 	return 0;
@@ -577,6 +640,8 @@ compile(const char *src, const char *dst, const struct table_format *fmt, int ch
 	char tmp[4300], *line;
 	size_t n;
 	struct reader rd;
+	struct dupcheck dc;
+	int fin;
 	FILE *in;
 	int fd = -1, rc = 0, making = 0;
 
@@ -585,6 +650,7 @@ compile(const char *src, const char *dst, const struct table_format *fmt, int ch
 	b.src = src;
 	b.check_only = check_only;
 	memset(&rd, 0, sizeof rd);
+	memset(&dc, 0, sizeof dc);
 	if (!(in = fopen(src, "r"))) {
 		log_warnsys("cannot open %s", src);
 		return EXIT_TEMP;
@@ -621,7 +687,7 @@ again:
 		char *p;
 
 		b.lineno++;
-		if (memchr(line, 0, n))
+		if ((size_t)(line - rd.buf) + n > rd.clean && memchr(line, 0, n))
 			why = "NUL byte in line";
 		else if (!*(p = table_strip(line)))
 			continue;
@@ -643,11 +709,15 @@ again:
 		}
 	}
 	pipeline_stop(&b);
-	if (b.fast && !b.retry && !b.ioerr && !rd.err && hashes_dup(&b.hashes))
-		b.retry = 1;
+	if (b.fast && !b.retry && !b.ioerr && !rd.err) {
+		dup_start(&dc, &b.hashes, check_only);
+		if (!dc.running && dup_join(&dc))
+			b.retry = 1;
+	}
 	if (b.fast && (b.retry || b.ioerr || rd.err)) {
+redo:
 		/* anything unusual: start over with the exact pass */
-		if (restart(&b, &st, &rd, fd) < 0) {
+		if (restart(&b, &st, &rd, fd, 0) < 0) {
 			log_warnsys("cannot create %s", tmp);
 			rc = EXIT_TEMP;
 			goto out;
@@ -667,6 +737,8 @@ again:
 			b.errors++;
 		}
 	}
+	if ((b.ioerr || b.errors) && dup_join(&dc))
+		goto redo;
 	if (b.ioerr) {
 		errno = b.ioerr;
 		log_warnsys("write error on %s", tmp);
@@ -682,7 +754,17 @@ again:
 	if (check_only)
 		goto out;
 	making = 0;
-	if (cdb_make_finish(&b.cm) < 0 || fsync(fd) < 0) {
+	fin = cdb_make_finish(&b.cm);
+	if (dup_join(&dc)) {
+		making = 1;
+		if (restart(&b, &st, &rd, fd, 1) < 0) {
+			log_warnsys("cannot create %s", tmp);
+			rc = EXIT_TEMP;
+			goto out;
+		}
+		goto again;
+	}
+	if (fin < 0 || fsync(fd) < 0) {
 		log_warnsys("cannot write %s", tmp);
 		rc = EXIT_TEMP;
 		goto out;
@@ -703,6 +785,8 @@ again:
 		log_warnsys("fsync of the directory of %s", dst);
 out:
 	pipeline_stop(&b);
+	(void)dup_join(&dc);
+	free(dc.h.h);
 	if (making)
 		(void)cdb_make_finish(&b.cm);	/* only to free its memory; tmp is discarded */
 	if (fd >= 0) {

@@ -90,9 +90,10 @@ lines=$(wc -l <"$T/access" | tr -d ' ')
 
 run_mkcdb="$MKCDB -c $T -f access"
 run_cdb="cdb -c -m $T/out.cdb $T/kv.txt"
-timed() {	# timed OUTFILE CMD...: appends "seconds peakKB"
+timed() {	# timed OUTFILE CMD...: appends "seconds peakKB cpu-seconds"
 	out=$1; shift
-	/usr/bin/time -o "$T/.t" -f '%e %M' "$@" >/dev/null || { echo "failed: $*" >&2; exit 1; }
+	/usr/bin/time -o "$T/.t" -f '%e %M %U %S' "$@" >/dev/null || { echo "failed: $*" >&2; exit 1; }
+	awk '{printf "%s %s %.2f\n", $1, $2, $3 + $4}' "$T/.t" >"$T/.t2" && mv "$T/.t2" "$T/.t"
 	cat "$T/.t" >>"$out"
 }
 : >"$T/m"; : >"$T/c"
@@ -113,17 +114,19 @@ nc=$(cdb -s "$T/out.cdb" | awk '/^number of records/ {print $NF}')
 med() { sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
 mt=$(cut -d' ' -f1 "$T/m" | med); mr=$(cut -d' ' -f2 "$T/m" | med)
 ct=$(cut -d' ' -f1 "$T/c" | med); cr=$(cut -d' ' -f2 "$T/c" | med)
+mc=$(cut -d' ' -f3 "$T/m" | med); cc=$(cut -d' ' -f3 "$T/c" | med)
 runs() { cut -d' ' -f1 "$1" | tr '\n' ' '; }
 
 echo "mkcdb vs cdb -m: $N-line access table, $(du -k "$T/access" | cut -f1) kB text, $REPS runs each, alternating"
-printf '%-8s %-22s %10s %14s %10s\n' tool "wall s (each run)" "median s" "peak RSS kB" "records"
-printf '%-8s %-22s %10s %14s %10s\n' mkcdb "$(runs "$T/m")" "$mt" "$mr" "$nm"
-printf '%-8s %-22s %10s %14s %10s\n' "cdb -m" "$(runs "$T/c")" "$ct" "$cr" "$nc"
+echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+printf '%-8s %-20s %9s %14s %12s %9s\n' tool "wall s (each run)" "median s" "peak RSS kB" "cpu s (u+s)" "records"
+printf '%-8s %-20s %9s %14s %12s %9s\n' mkcdb "$(runs "$T/m")" "$mt" "$mr" "$mc" "$nm"
+printf '%-8s %-20s %9s %14s %12s %9s\n' "cdb -m" "$(runs "$T/c")" "$ct" "$cr" "$cc" "$nc"
 awk -v mt="$mt" -v ct="$ct" -v mr="$mr" -v cr="$cr" 'BEGIN {
 	rt = (ct > 0) ? mt / ct : 0; rr = (cr > 0) ? mr / cr : 0
 	printf "ratio mkcdb/cdb: time %.2fx, peak RSS %.2fx; target time <= 1.5x: %s\n", \
 	    rt, rr, (rt <= 1.5) ? "met" : "MISSED"
 }'
-echo "commands (median wall time and peak RSS from /usr/bin/time -f '%e %M'):"
+echo "commands (medians of /usr/bin/time -f '%e %M %U %S'; mkcdb also fsyncs, cdb does not):"
 echo "  $run_mkcdb        # DIR has an empty settings file"
 echo "  $run_cdb"

@@ -169,6 +169,7 @@ rss=$(cut -d' ' -f2 "$T/times" | med)
 each=$(cut -d' ' -f1 "$T/times" | tr '\n' ' ')
 rate=$(awk -v n="$NREQ" -v t="$t" 'BEGIN {printf "%d", (t > 0) ? n / t : 0}')
 
+echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 echo "relaycheck -p: $NREQ RCPT requests ($((reqbytes / 1048576)) MB, pipelined from a file), $(awk '/^[^#]/ && NF' "$C/access" | wc -l | tr -d ' ')-entry access table, pinned to CPU $CPU, $REPS runs"
 printf '%-24s %10s %14s %16s\n' "wall s (each run)" "median s" "peak RSS kB" "decisions/s"
 printf '%-24s %10s %14s %16s\n' "$each" "$t" "$rss" "$rate"

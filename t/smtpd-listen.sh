@@ -79,6 +79,13 @@ if command -v tcpserver >/dev/null; then
 	ok "tcpserver: swaks with pipelining" swaks -S --pipeline --server 127.0.0.1:$tport --from '<>' --to carol@example.com
 	like "$(python3 "$C" greet 127.0.0.1 $tport 127.0.0.3)" '^554 5\.7\.1 ' "tcpserver: denied client gets 554 5.7.1"
 	nok "tcpserver: swaks relay attempt refused" swaks -S --server 127.0.0.1:$tport --from bob@remote.test --to x@elsewhere.test
+	# tcprules setting RELAYCLIENT for one address: honoured (by relaycheck)
+	printf '127.0.0.4:allow,RELAYCLIENT=""\n:allow\n' | tcprules "$T/tcp.cdb" "$T/tcp.tmp"
+	rport=$(free_port)
+	tcpserver -R -H -l localhost -x "$T/tcp.cdb" 127.0.0.1 $rport smtpd-lite -c "$T/conf" $CHAIN "$T/out" 2>>"$T/log" & bg_pid $!
+	wait_port 127.0.0.1 $rport
+	ok "tcpserver -x: RELAYCLIENT from tcprules lets 127.0.0.4 relay" python3 "$C" send 127.0.0.1 $rport 127.0.0.4 x@elsewhere.test
+	nok "tcpserver -x: 127.0.0.1 (no RELAYCLIENT) still may not relay" python3 "$C" send 127.0.0.1 $rport 127.0.0.1 x@elsewhere.test
 else
 	skip "tcpserver (ucspi-tcp) not installed"
 fi

@@ -19,8 +19,8 @@
 
 #define USAGE \
 "usage: mxqueue [-c confdir] [-v] COMMAND [args]\n" \
-"  run [-f] [-1]        the runner: a daemon; -f in the foreground (for a\n" \
-"                       supervisor); -1 one pass, wait, exit (cron)\n" \
+"  run [-f] [-1] [-p pidfile]  the runner: a daemon; -f in the foreground\n" \
+"                       (for a supervisor); -1 one pass, wait, exit (cron)\n" \
 "  list [ID...]         the queue like mailq: id, age, size, sender,\n" \
 "                       recipients with state, attempts, next try, last reply\n" \
 "  summary              one screen: counts, ages, sizes, top destinations\n" \
@@ -392,9 +392,11 @@ main(int argc, char **argv)
 	if (!strcmp(cmd, "run")) {
 		struct run_opts o;
 		memset(&o, 0, sizeof o);
-		while ((c = getopt(argc, argv, "f1")) != -1) {
+		while ((c = getopt(argc, argv, "f1p:")) != -1) {
 			if (c == 'f')
 				o.foreground = 1;
+			else if (c == 'p')
+				o.pidfile = optarg;
 			else if (c == '1')
 				o.once = 1;
 			else

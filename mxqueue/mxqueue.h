@@ -99,6 +99,7 @@ void addr_domain_of(const char *addr, char *dom, size_t len);
 struct run_opts {
 	int foreground;		/* -f */
 	int once;		/* -1: one pass, wait, exit */
+	const char *pidfile;	/* -p */
 };
 int runner(struct mxq *q, const struct run_opts *o);
 /* Poke a running runner through QUEUEDIR/trigger (no error if none). */

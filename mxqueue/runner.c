@@ -396,6 +396,11 @@ runner(struct mxq *q, const struct run_opts *o)
 				_exit(0);
 			(void)setsid();
 		}
+		if (o->pidfile) {
+			FILE *f = fopen(o->pidfile, "w");
+			if (!f || fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f) != 0)
+				diesys(EXIT_TEMP, "cannot write %s", o->pidfile);
+		}
 		open_trigger(&st);
 		log_info("runner started: %lld workers, %lld per destination, queue %s",
 		    q->s.queue_workers, q->s.queue_per_destination, q->s.queuedir);

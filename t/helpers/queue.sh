@@ -8,7 +8,7 @@
 #   qn                   entries in the queue
 #   qrun                 one pass of the runner (mxqueue run -1), log in $T/run.log
 #   qadd SENDER RCPT...  queue the message in $T/m through deliver
-#   wait_for CMD...      retry CMD for up to 15 s
+#   wait_for "SHELL CODE"  eval it until it succeeds, for up to 15 s
 qconf() {
 	newconf
 	C=$T/conf Q=$T/queue M=$T/mail
@@ -47,7 +47,7 @@ qadd() {
 wait_for() {
 	_i=0
 	while [ $_i -lt 150 ]; do
-		"$@" >/dev/null 2>&1 && return 0
+		eval "$1" >/dev/null 2>&1 && return 0
 		sleep 0.1; _i=$((_i + 1))
 	done
 	return 1

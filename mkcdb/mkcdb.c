@@ -689,7 +689,9 @@ again:
 		b.lineno++;
 		if ((size_t)(line - rd.buf) + n > rd.clean && memchr(line, 0, n))
 			why = "NUL byte in line";
-		else if (!*(p = table_strip(line)))
+		else if (!*(p = n && !isspace((unsigned char)line[0]) &&
+		    !isspace((unsigned char)line[n - 1]) && !memchr(line, '#', n) ?
+		    line : table_strip(line)))	/* nothing to strip: skip the call */
 			continue;
 		else
 			why = fmt->parse(&st, p, b.lineno, emit, &b);

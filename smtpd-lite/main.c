@@ -7,6 +7,7 @@
  * connection on fd 0/1; with -l it listens itself and forks one such
  * session per connection. */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
 #include <pwd.h>
@@ -18,6 +19,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "ipaddr.h"
 #include "log.h"
@@ -208,6 +210,23 @@ chain_argv(const struct settings *s, int argc, char **argv)
 	return av;
 }
 
+/* Under inetd (and systemd's default StandardError=inherit) fd 2 is
+ * the client's socket: log lines must not go there. */
+static void
+guard_stderr(void)
+{
+	struct stat s0, s2;
+	int fd;
+
+	if (fstat(0, &s0) < 0 || fstat(2, &s2) < 0 || !S_ISSOCK(s2.st_mode) ||
+	    s0.st_dev != s2.st_dev || s0.st_ino != s2.st_ino)
+		return;
+	if ((fd = open("/dev/null", O_WRONLY)) >= 0 && fd != 2) {
+		(void)dup2(fd, 2);
+		close(fd);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -216,6 +235,7 @@ main(int argc, char **argv)
 	char *listen[MAXLISTEN], err[512];
 	int nlisten = 0, ch;
 
+	guard_stderr();
 	log_init("smtpd-lite", NULL);
 	while ((ch = getopt(argc, argv, "+c:l:qvh")) != -1) {
 		switch (ch) {

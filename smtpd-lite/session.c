@@ -492,11 +492,9 @@ data_verdict(struct sess *ss, const struct data_result *d, int fd, const char *i
 		snprintf(rep, rlen, "250 2.0.0 Ok %s", id);
 		return 250;
 	}
-	if (fsync(fd) < 0 && errno != EINVAL) {
-		log_warnsys("spool fsync failed id=%s", id);
-		snprintf(rep, rlen, "451 4.3.0 Error: cannot store message, try again later");
-		return 451;
-	}
+	/* No fsync here: the spool file is already unlinked and cannot
+	 * survive a crash; durability is the chain's job (deliver fsyncs
+	 * before it exits 0, and only then do we say 250). */
 	if (ss->redirect[0])
 		buf_printf(&redir, "%s\n", ss->redirect);
 	ce.sender = ss->sender;

@@ -102,5 +102,22 @@ if command -v systemd-socket-activate >/dev/null; then
 else
 	skip "systemd-socket-activate not available"
 fi
+# inetd gives the socket as fd 0, 1 and 2: no log line may reach the client.
+out=$(python3 -c '
+import socket, subprocess, sys, os
+a, b = socket.socketpair()
+env = dict(os.environ, TCPREMOTEIP="127.0.0.1")
+p = subprocess.Popen(sys.argv[1:], stdin=b, stdout=b, stderr=b, env=env)
+b.close()
+a.sendall(b"EHLO x\r\nFOO\r\nQUIT\r\n")
+data = b""
+while True:
+    d = a.recv(4096)
+    if not d: break
+    data += d
+p.wait()
+sys.stdout.write(data.decode("latin-1"))
+' smtpd-lite -c "$T/conf" $CHAIN "$T/out")
+is "$(echo "$out" | codes)" "220,250,500 5.5.2,221 2.0.0" "stderr on the client socket (inetd): replies only, no log lines"
 is "$(printf 'QUIT\r\n' | env -u TCPREMOTEIP REMOTE_ADDR=127.0.0.3 smtpd-lite -c "$T/conf" 2>/dev/null | codes)" "554 5.7.1,221 2.0.0" \
 	"systemd Accept=yes: REMOTE_ADDR used when TCPREMOTEIP is unset"

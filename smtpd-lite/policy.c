@@ -366,8 +366,9 @@ recv_reply(int fd, char *rep, size_t cap, long long deadline)
 		rep[len] = 0;
 		if (memchr(rep, 0, len))
 			return -1;
-		if (len >= 2 && !strcmp(rep + len - 2, "\n\n"))
-			return 0;
+		if ((len >= 2 && !strcmp(rep + len - 2, "\n\n")) ||
+		    (len >= 3 && !strcmp(rep + len - 3, "\n\r\n")))
+			return 0;	/* (CR LF tolerated) */
 		if (len == 1 && rep[0] == '\n')
 			return -1;	/* an empty reply */
 		if (len >= cap - 1)
@@ -381,9 +382,13 @@ reply_action(char *rep)
 {
 	char *line, *save = NULL;
 
-	for (line = strtok_r(rep, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+	for (line = strtok_r(rep, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		size_t l = strlen(line);
+		if (l && line[l - 1] == '\r')
+			line[l - 1] = 0;
 		if (!strncmp(line, "action=", 7))
 			return line + 7;
+	}
 	return NULL;
 }
 

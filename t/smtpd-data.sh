@@ -37,6 +37,13 @@ else
 	skip "not root: privilege drop not tested here"
 fi
 
+# The reverse name (tcpserver's TCPREMOTEHOST) is shown when it is a plain name.
+printf "${TX}x\r\n.\r\n$Q" | TCPREMOTEHOST=mail.remote.test TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" $CHAIN "$T/out" >/dev/null 2>>"$T/log"
+is "$(sed -n 1p "$(lastmsg)")" "Received: from client.test (mail.remote.test [127.0.0.1])" "Received: with the reverse name"
+like "$(cat "$T/out/$(basename "$(lastmsg)" .msg).env")" '^TCPREMOTEHOST=mail\.remote\.test$' "TCPREMOTEHOST passed to the chain"
+printf "${TX}x\r\n.\r\n$Q" | TCPREMOTEHOST='evil) (x' TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" $CHAIN "$T/out" >/dev/null 2>>"$T/log"
+is "$(sed -n 1p "$(lastmsg)")" "Received: from client.test ([127.0.0.1])" "a reverse name with odd bytes is not used"
+
 rm -f "$T"/out/*
 out=$(talk "${E}MAIL FROM:<>\r\n${R}RCPT TO:<bob@example.com>\r\nDATA\r\nx\r\n.\r\n$Q" | codes)
 msg=$(lastmsg)

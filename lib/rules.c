@@ -121,10 +121,12 @@ join(struct tok *t, int n)
 	return b.s;
 }
 
+/* Keywords are ASCII: compare the first letter before the whole word
+ * (the parser looks up every line's keyword in a few tables). */
 static int
 is_kw(const char *s, const char *kw)
 {
-	return !strcasecmp(s, kw);
+	return rules_lc[(unsigned char)*s] == (unsigned char)*kw && !strcasecmp(s, kw);
 }
 
 /* Recognise "literal", "*literal*", "literal*", "*literal", "*" so

@@ -17,9 +17,9 @@
 #include "ruleproc.h"
 
 static void
-usage(void)
+usage_to(FILE *f)
 {
-	fprintf(stderr,
+	fprintf(f,
 	    "usage: ruleproc [-v] [-c CONFDIR] [-R RULES] PROG [ARGS...]   chain filter\n"
 	    "       ruleproc -p [-v] [-c CONFDIR] [-R RULES]               policy service (stdin/stdout)\n"
 	    "       ruleproc -m SOCKET [-v] [-c CONFDIR] [-R RULES]        milter (unix:/path, inet:PORT@HOST)\n"
@@ -30,6 +30,12 @@ usage(void)
 	    "  -w WHEN   pretend the local time is WHEN (\"sat 23:30\", \"07:15\") for time/day rules\n"
 	    "  -q        dry run: print only the decision\n"
 	    "  -v        log every decision and rule match\n");
+}
+
+static void
+usage(void)
+{
+	usage_to(stderr);
 	exit(EXIT_PERM);
 }
 
@@ -103,6 +109,7 @@ main(int argc, char **argv)
 		case 'H': o.helo = optarg; break;
 		case 'a': o.auth = optarg; break;
 		case 'q': o.quiet = 1; break;
+		case 'h': usage_to(stdout); return 0;
 		default: usage();
 		}
 	}

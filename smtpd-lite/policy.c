@@ -262,18 +262,19 @@ connect_inet(struct svc *v)
 	return 0;
 }
 
+/* Drop a connection. A co-process that failed us is killed (it may
+ * hang or ignore SIGTERM); at the end of the session policy_close()
+ * lets them see EOF and exit, then reaps them. */
 static void
-svc_close(struct svc *v)
+svc_close(struct svc *v, int failed)
 {
 	if (v->fd >= 0)
 		close(v->fd);
 	v->fd = -1;
-	if (v->pid > 0) {
+	if (v->pid > 0 && failed) {
 		int st;
-		if (waitpid(v->pid, &st, WNOHANG) == 0) {
-			kill(v->pid, SIGTERM);
-			(void)waitpid(v->pid, &st, 0);
-		}
+		kill(v->pid, SIGKILL);
+		(void)waitpid(v->pid, &st, 0);
 	}
 	v->pid = 0;
 }
@@ -505,7 +506,7 @@ ask(struct svc *v, const struct buf *req, char *rep)
 	    recv_reply(v->fd, rep, REPLY_CAP, deadline) < 0) {
 		log_warn("policy %s: no valid answer (%s)", v->name,
 		    now_ms() >= deadline ? "timeout" : "dead or garbage");
-		svc_close(v);
+		svc_close(v, 1);
 		return -1;
 	}
 	return 0;
@@ -563,8 +564,23 @@ pres_free(struct pres *r)
 void
 policy_close(void)
 {
+	long long deadline = now_ms() + 500;
 	int i;
 
 	for (i = 0; i < nsvc; i++)
-		svc_close(&svcs[i]);
+		if (svcs[i].fd >= 0) {
+			close(svcs[i].fd);
+			svcs[i].fd = -1;
+		}
+	for (i = 0; i < nsvc; i++) {
+		struct svc *v = &svcs[i];
+		pid_t w;
+		int st;
+
+		if (v->pid <= 0)
+			continue;
+		while ((w = waitpid(v->pid, &st, WNOHANG)) == 0 && now_ms() < deadline)
+			usleep(1000);
+		svc_close(v, w == 0);	/* still there after 0.5 s: killed */
+	}
 }

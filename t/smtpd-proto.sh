@@ -9,6 +9,10 @@ M='MAIL FROM:<bob@remote.test>\r\n'
 R='RCPT TO:<alice@example.com>\r\n'
 Q='QUIT\r\n'
 
+like "$(smtpd-lite -h)" '^usage: smtpd-lite ' "-h prints the usage"
+smtpd-lite -Z >/dev/null 2>&1; is "$?" 100 "unknown option: exit 100"
+printf 'QUIT\r\n' | smtpd-lite -c "$T/nonexistent" >/dev/null 2>&1; is "$?" 111 "missing confdir: exit 111"
+
 out=$(talk "$E$Q")
 like "$out" '^220 mx\.example\.com ESMTP' "greeting 220 with host name"
 for ext in PIPELINING 'SIZE 10485760' 8BITMIME ENHANCEDSTATUSCODES; do

@@ -124,6 +124,15 @@ is "$(echo "chain /nonexistent/deliver -c x" >>"$T/conf/settings"; printf "${TX}
 	TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" 2>>"$T/log" | tr -d '\r' | sed -n '/^354/{n;p;}')" \
 	"451 4.3.0 cannot run /nonexistent/deliver: No such file or directory" "settings chain that cannot run: 451 4.3.0"
 
+# The spool directory cannot be written: 451 4.3.0 at DATA, no 354.
+cp "$T/conf/settings" "$T/settings.keep"
+echo "chain $CHAIN $T/out" >>"$T/conf/settings"
+echo "spooldir $T/nospool" >>"$T/conf/settings"
+out=$(printf "${TX}x\r\n.\r\n$Q" | TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" 2>>"$T/log" | codes)
+is "$out" "220,250,250 2.1.0,250 2.1.5,451 4.3.0,500 5.5.2,500 5.5.2,221 2.0.0" "spool directory missing: 451 4.3.0 instead of 354"
+like "$(cat "$T/log")" 'cannot create spool file in .*/nospool' "spool trouble logged"
+cp "$T/settings.keep" "$T/conf/settings"
+
 # DATA timeout (1 s): 421 4.4.2, nothing delivered.
 rm -f "$T"/out/*
 echo "timeout_data 1" >>"$T/conf/settings"

@@ -444,8 +444,10 @@ write_headers(struct sess *ss, int fd, const char *id)
 	buf_add(&h, ss->cprepend.s, ss->cprepend.len);
 	buf_add(&h, ss->hprepend.s, ss->hprepend.len);
 	buf_add(&h, ss->tprepend.s, ss->tprepend.len);
-	buf_printf(&h, "Received: from %s (%s%s[%s])\n\tby %s (smtpd-lite) with %s id %s\n",
-	    ss->helo, host, host[0] ? " " : "", ss->c->ip, ss->s->hostname,
+	/* TCP-info (RFC 5321 4.4): [1.2.3.4] or [IPv6:...] */
+	buf_printf(&h, "Received: from %s (%s%s[%s%s])\n\tby %s (smtpd-lite) with %s id %s\n",
+	    ss->helo, host, host[0] ? " " : "", strchr(ss->c->ip, ':') ? "IPv6:" : "",
+	    ss->c->ip, ss->s->hostname,
 	    ss->esmtp ? "ESMTP" : "SMTP", id);
 	if (ss->nrcpt == 1)
 		buf_printf(&h, "\tfor <%s>; %s\n", ss->first_rcpt, date);

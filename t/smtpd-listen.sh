@@ -53,7 +53,7 @@ if python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind(("::1",0)
 	i=0; until python3 -c "import socket; socket.create_connection(('::1',$port6),0.2).close()" 2>/dev/null || [ $i -gt 50 ]; do sleep 0.1; i=$((i+1)); done
 	like "$(python3 "$C" send ::1 $port6)" '^250 2\.0\.0 Ok ' "listener on [::1]: smtplib over IPv6"
 	like "$(envof)" '^TCPREMOTEIP=::1$' "IPv6 client address in TCPREMOTEIP"
-	like "$(sed -n 1p "$(lastmsg)")" '\[::1\]\)$' "IPv6 address in Received:"
+	like "$(sed -n 1p "$(lastmsg)")" '\[IPv6:::1\]\)$' "IPv6 address literal in Received: ([IPv6:::1])"
 else
 	skip "no IPv6 loopback"
 fi

@@ -92,13 +92,18 @@ reap(void)
 	int st;
 	long long i;
 
-	while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		if (WIFSIGNALED(st))
+			log_warn("session pid %ld killed by signal %d", (long)pid, WTERMSIG(st));
+		else if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
+			log_warn("session pid %ld exited %d", (long)pid, WEXITSTATUS(st));
 		for (i = 0; i < nslots; i++)
 			if (slots[i].pid == pid) {
 				slots[i].pid = 0;
 				active--;
 				break;
 			}
+	}
 }
 
 static long long
@@ -218,8 +223,10 @@ accept_one(const struct settings *s, int *lfd, int nl, int l, char **chain)
 	int fd = accept4(lfd[l], (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC);
 
 	if (fd < 0) {
-		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
 			log_warnsys("accept");
+			usleep(100000);	/* EMFILE and friends: do not spin */
+		}
 		return;
 	}
 	if (peer.ss_family == AF_INET6)

@@ -64,6 +64,6 @@ print("%d %d %d %d" % (N, bad, seed, acc))
 PY
 res=$(python3 "$T/rand.py" smtpd-lite -c "$T/conf" $CHAIN "$T/out")
 echo "$res" | grep '^#'
-set -- $(echo "$res" | tail -1)
-is "$2" 0 "$1 random DATA texts ($4 accepted; SEED=$3): replies and stored bytes match the model"
+set -- $(echo "$res" | tail -1) x x x x
+is "$2" 0 "${1} random DATA texts ($4 accepted; SEED=$3): replies and stored bytes match the model"
 is "$(ls "$T/spool" | wc -l)" 0 "spool directory left empty"

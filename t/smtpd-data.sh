@@ -124,6 +124,16 @@ is "$(echo "chain /nonexistent/deliver -c x" >>"$T/conf/settings"; printf "${TX}
 	TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" 2>>"$T/log" | tr -d '\r' | sed -n '/^354/{n;p;}')" \
 	"451 4.3.0 cannot run /nonexistent/deliver: No such file or directory" "settings chain that cannot run: 451 4.3.0"
 
+# No chain given: the default BINDIR/deliver -c CONFDIR (into the Maildir).
+if [ -x "$BIN/deliver" ]; then
+	sed -i '/^chain /d' "$T/conf/settings"
+	out=$(printf "${TX}Subject: default chain\r\n\r\nhi\r\n.\r\n$Q" | TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" 2>>"$T/log" | codes)
+	is "$out" "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "default chain (deliver): 250 after delivery"
+	like "$(cat "$T"/mail/alice/new/* 2>/dev/null)" '^Subject: default chain$' "default chain: the message is in alice's Maildir"
+else
+	skip "deliver not built: default chain not tested"
+fi
+
 # The spool directory cannot be written: 451 4.3.0 at DATA, no 354.
 cp "$T/conf/settings" "$T/settings.keep"
 echo "chain $CHAIN $T/out" >>"$T/conf/settings"

@@ -58,7 +58,9 @@ reply(struct sess *ss, const char *fmt, ...)
 	line[n++] = '\r';
 	line[n++] = '\n';
 	io_put(line, (size_t)n);
-	if (log_verbose >= 2 && (line[0] == '4' || line[0] == '5'))
+	if (log_verbose >= 3)
+		log_debug("> %.*s", n - 2, line);
+	else if (log_verbose >= 2 && (line[0] == '4' || line[0] == '5'))
 		log_info("reply %.*s", n - 2, line);
 }
 
@@ -655,6 +657,10 @@ read_commands(struct sess *ss)
 		}
 		if (rc != IO_OK)
 			finish(ss, "lost-connection");
+		if (log_verbose >= 3) {
+			char e[SMTP_LINE_MAX * 4 + 8];
+			log_debug("< %s", log_esc(e, sizeof e, line, len));
+		}
 		if (toolong)
 			bad(ss, "500 5.5.2 Error: line too long");
 		else if (memchr(line, 0, len))

@@ -92,7 +92,7 @@ def rd():
     return data
 rd()  # greeting
 a.sendall(b"EHLO x\r\nMAIL FROM:<b@remote.test>\r\nRCPT TO:<alice@example.com>\r\nRCPT TO:<bob@example.com>\r\nNOOP\r\n")
-import time; time.sleep(0.5)
+# one blocking recv: everything must come in the first write
 chunk = a.recv(65536)
 print(chunk.count(b"\r\n"))
 a.sendall(b"QUIT\r\n"); rd(); p.wait()

@@ -80,10 +80,9 @@ cpid=$!
 exec 3>"$T/go"
 while ! grep -q ready "$T/idle.out" 2>/dev/null; do sleep 0.05; done
 spid=$(pgrep -P $lpid | head -1)
-rpid=$(pgrep -P "$spid" | head -1)
-for p in "session $spid" "relaycheck $rpid" "listener $lpid"; do
-	set -- $p
-	printf '%-11s pid %-7s RSS %5s  private (RssAnon) %4s  PSS %4s\n' "$1" "$2" "$(rss "$2")" "$(anon "$2")" "$(pss "$2")"
+for p in "session $spid" $(for c in $(pgrep -P "$spid"); do echo "$(cat /proc/$c/comm)-p:$c"; done) "listener $lpid"; do
+	set -- $(echo "$p" | tr ':' ' ')
+	printf '%-13s pid %-7s RSS %5s  private (RssAnon) %4s  PSS %4s\n' "$1" "$2" "$(rss "$2")" "$(anon "$2")" "$(pss "$2")"
 done
 echo "(RSS is mostly libc's shared pages; RssAnon/PSS is what one more session costs)"
 echo >&3; exec 3>&-; wait $cpid
@@ -94,4 +93,4 @@ for round in 1 2; do
 	printf 'smtpd-lite -l:    '; python3 "$T/client.py" rate $lport "$N" "$CONC"
 	printf 'tcpserver -RHl:   '; python3 "$T/client.py" rate $tport "$N" "$CONC"
 done
-echo "(each session also starts relaycheck -p as its policy co-process)"
+echo "(each session also starts relaycheck -p, and ruleproc -p when conf/rules exists, as policy co-processes)"

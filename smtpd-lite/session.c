@@ -23,7 +23,8 @@ struct sess {
 	char sid[ID_LEN];
 	char helo[256];
 	int esmtp, greeted, denied;
-	long long errors, nmsg, nrcpt_total;
+	long long errors, nmsg, nrcpt_total, ntx;
+	char instance[ID_LEN + 24];	/* policy "instance": one per transaction */
 	struct buf cprepend;	/* PREPEND from CONNECT */
 	struct buf hprepend;	/* PREPEND from the last HELO/EHLO */
 	/* the transaction */
@@ -123,7 +124,7 @@ ask_policy(struct sess *ss, enum pstage st, const char *rcpt, struct pres *r)
 	q.helo = ss->helo;
 	q.sender = ss->in_mail || st == PS_MAIL ? ss->sender : "";
 	q.recipient = rcpt ? rcpt : "";
-	q.instance = ss->sid;
+	q.instance = ss->instance;
 	q.size = ss->size;
 	q.esmtp = ss->esmtp;
 	policy_check(&q, r);
@@ -299,6 +300,7 @@ cmd_mail(struct sess *ss, char *arg)
 	ss->size = 0;
 	if (mail_params(ss, rest) < 0)
 		return;
+	snprintf(ss->instance, sizeof ss->instance, "%s.%lld", ss->sid, ++ss->ntx);
 	snprintf(ss->sender, sizeof ss->sender, "%s", a.full);
 	memset(&r, 0, sizeof r);
 	ask_policy(ss, PS_MAIL, NULL, &r);
@@ -683,6 +685,7 @@ session_run(const struct settings *s, const struct client *c, char **chain)
 	ss.c = c;
 	ss.chain = chain;
 	make_id(ss.sid, sizeof ss.sid);
+	snprintf(ss.instance, sizeof ss.instance, "%s.0", ss.sid);
 	log_init("smtpd-lite", ss.sid);
 	esc(ename, sizeof ename, c->host);
 	log_info("connect ip=%s port=%s name=%s local=%s:%s", c->ip, c->port,

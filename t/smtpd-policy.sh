@@ -53,7 +53,7 @@ is "$(talk "$E$M${R}DATA\r\nx\r\n.\r\n$Q" | codes)" "220,250,250 2.1.0,250 2.1.5
 log=$(cat "$P/log")
 for a in request=smtpd_access_policy protocol_state=CONNECT protocol_state=EHLO protocol_state=MAIL \
     protocol_state=RCPT client_address=127.0.0.1 helo_name=client.test sender=bob@remote.test \
-    recipient=alice@example.com protocol_name=ESMTP 'instance=[0-9A-F]+'; do
+    recipient=alice@example.com protocol_name=ESMTP 'instance=[0-9A-F]+\.1'; do
 	like "$log" "^$a\$" "request has $a"
 done
 is "$(grep -c '^protocol_state=' "$P/log")" 4 "one co-process answers all four stages"

@@ -16,6 +16,7 @@ set -u
 TOP=${TOP:-$(cd "$(dirname "$0")/.." && pwd)}
 export TOP
 . "$TOP/t/lib.sh"
+trap 'exit 1' INT TERM HUP PIPE	# so that lib.sh's EXIT trap stops our servers
 N=${N:-2000}
 CONC=${CONC:-4}
 newconf

@@ -212,6 +212,25 @@ mailbox_exists(struct rc *rc, const struct addr *a, char *why, size_t whylen)
 	return r;
 }
 
+/* RFC 5321 4.5.1: <postmaster> without a domain must be accepted. It
+ * stands for postmaster@HOSTNAME (settings), as deliver reads it, and
+ * is then checked like any address: list the host name as a local
+ * domain with a postmaster mailbox. Returns 1 if v is already decided. */
+static int
+bare_postmaster(struct rc *rc, struct addr *a, struct verdict *v)
+{
+	char buf[ADDR_PATH_MAX + 16];
+	const char *why;
+
+	snprintf(buf, sizeof buf, "postmaster@%s", rc->s.hostname);
+	if ((why = addr_parse_path(buf, strlen(buf), a, 0, 0, NULL))) {
+		set(v, V_DEFER, 451, "4.3.0 Bad hostname setting");
+		snprintf(v->why, sizeof v->why, "postmaster@hostname: %s", why);
+		return 1;
+	}
+	return 0;
+}
+
 /* check_rcpt() once the client's access entry is known and not deny */
 static void
 rcpt_verdict(struct rc *rc, const struct client *c, const struct access_result *ar,
@@ -224,11 +243,13 @@ rcpt_verdict(struct rc *rc, const struct client *c, const struct access_result *
 
 	if (WHY(rc))
 		explain_access(ar, acc, sizeof acc);
-	if ((why = addr_parse_path(rcpt, strlen(rcpt), &a, 0, 0, NULL))) {
+	if ((why = addr_parse_path(rcpt, strlen(rcpt), &a, 0, 1, NULL))) {
 		set(v, V_REJECT, 501, "5.1.3 Bad recipient address syntax");
 		snprintf(v->why, sizeof v->why, "recipient: %s", why);
 		return;
 	}
+	if (!a.domain[0] && bare_postmaster(rc, &a, v))
+		return;
 	r = domain_lookup(&rc->domains, a.domain, matched, sizeof matched, &line);
 	if (r < 0) {
 		defer_table(v, "domains");

@@ -31,7 +31,7 @@ for a in '<x%elsewhere.test@example.com>' '<elsewhere.test!x@example.com>' \
     '<x@ELSEWHERE.test>' '<x@[192.0.2.1]>' '<x@[127.0.0.1]>' '<x@example.com@elsewhere.test>' \
     '<x@elsewhere.test (example.com)>' '<x@example.com.elsewhere.test>' '<x@sub.example.com>' \
     '<x@elsewhere.test%example.com>' '<x@example.com>elsewhere.test' 'x@elsewhere.test' \
-    '<x@elsewhere.test>  ' '<x@localhost>' '<postmaster>'; do
+    '<x@elsewhere.test>  ' '<x@localhost>' '<"postmaster">'; do
 	v=$(r "$a")
 	case $v in
 	accept) echo "not ok - relay trick $a was accepted" ;;
@@ -43,6 +43,10 @@ done
 is "$(r '<alice%elsewhere.test@example.com>')" "reject 550 5.1.1 <alice%elsewhere.test@example.com>: Recipient address rejected: User unknown" "percent hack is a local part"
 is "$(r '<"x@elsewhere.test"@example.org>')" accept "quoted local part at a catch-all domain stays local"
 is "$(r '<alice@example.com.>')" accept "trailing dot on a local domain"
+is "$(r '<postmaster>')" accept "bare <postmaster> (RFC 5321 4.5.1) is postmaster@hostname"
+is "$(r '<Postmaster>')" accept "bare <Postmaster>, any case"
+sed -i '/^postmaster@mx.example.com/d' "$C/mailboxes"; mkcdb -q -c "$C" mailboxes
+like "$(r '<postmaster>')" "^reject 550 5.1.1 <postmaster@mx.example.com>" "bare <postmaster> without a mailbox for the host name: 550"
 
 # exit codes
 rcheck 127.0.0.1 '<>' '<alice@example.com>' >/dev/null; is "$?" 0 "all accepted: exit 0"

@@ -7,9 +7,9 @@ DESTDIR ?=
 PORT    ?= 2525
 BUILD   ?= build
 
-PROGS   = mkcdb relaycheck smtpd-lite deliver ruleproc mxqueue
-DEB_BUILD = libcdb-dev tinycdb libmilter-dev libbsd-dev pkg-config gcc make
-DEB_TEST  = ucspi-tcp swaks python3 postfix dovecot-core dovecot-pop3d dovecot-imapd postgrey miltertest dnsmasq-base
+PROGS   = mkcdb relaycheck smtpd-lite deliver ruleproc mxqueue mkauth
+DEB_BUILD = libcdb-dev tinycdb libmilter-dev libbsd-dev libssl-dev libcrypt-dev pkg-config gcc make
+DEB_TEST  = ucspi-tcp swaks python3 postfix dovecot-core dovecot-pop3d dovecot-imapd postgrey miltertest dnsmasq-base openssl libnet-ssleay-perl libio-socket-ssl-perl
 
 PKGS_ALL  = libbsd-overlay libcdb
 CC      ?= cc
@@ -67,6 +67,10 @@ $(BUILD)/%.o: %.c $(wildcard lib/*.h) $(wildcard */*.h)
 
 # ruleproc alone links libmilter and pthreads.
 EXTRA_CFLAGS_ruleproc = $(shell pkg-config --cflags milter 2>/dev/null) -pthread
+# smtpd-lite: TLS (OpenSSL) and crypt(3) for SMTP AUTH; mkauth: crypt(3).
+EXTRA_CFLAGS_smtpd-lite = $(shell pkg-config --cflags openssl 2>/dev/null)
+EXTRA_LIBS_smtpd-lite = $(shell pkg-config --libs openssl 2>/dev/null) -lcrypt
+EXTRA_LIBS_mkauth = -lcrypt
 EXTRA_LIBS_ruleproc = $(shell pkg-config --libs milter 2>/dev/null) -pthread
 
 .SECONDARY:

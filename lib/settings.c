@@ -68,6 +68,13 @@ static const struct key keys[] = {
 	NUMK("smtp_timeout_data", K_TIME, smtp_timeout_data, 1, 3600, "120"),
 	NUMK("smtp_timeout_block", K_TIME, smtp_timeout_block, 1, 3600, "180"),
 	NUMK("smtp_timeout_dot", K_TIME, smtp_timeout_dot, 1, 3600, "600"),
+	/* smtpd-lite: TLS and SMTP AUTH */
+	STRK("tls_cert", K_PATH, tls_cert, ""),
+	STRK("tls_key", K_PATH, tls_key, ""),
+	NUMK("auth_loopback_plaintext", K_BOOL, auth_loopback_plaintext, 0, 1, "no"),
+	NUMK("auth_failure_delay", K_TIME, auth_failure_delay, 0, 60, "2"),
+	NUMK("auth_max_failures", K_NUM, auth_max_failures, 1, 1000, "3"),
+	NUMK("auth_sender_check", K_BOOL, auth_sender_check, 0, 1, "no"),
 };
 
 const char *

@@ -49,6 +49,13 @@ struct settings {
 	long long smtp_timeout_data;	/* DATA initiation (354) */
 	long long smtp_timeout_block;	/* each write of the text */
 	long long smtp_timeout_dot;	/* final reply after the dot */
+	/* smtpd-lite: TLS and SMTP AUTH (issue 8) */
+	char tls_cert[4096];	/* PEM certificate chain, "" = no TLS */
+	char tls_key[4096];	/* PEM private key, "" = in tls_cert */
+	int auth_loopback_plaintext;	/* offer AUTH without TLS on loopback */
+	long long auth_failure_delay;	/* seconds before a failed AUTH's reply */
+	long long auth_max_failures;	/* failed AUTHs before 421 and close */
+	int auth_sender_check;	/* MAIL FROM must be the user's (senders table) */
 };
 
 /* Load CONFDIR/settings (a missing file gives the defaults).

@@ -16,7 +16,8 @@ blank(unsigned char c)
 	return c == ' ' || (c >= '\t' && c <= '\r');
 }
 
-const char *const table_names[] = { "access", "domains", "backup", "mailboxes", "routes", NULL };
+const char *const table_names[] = { "access", "domains", "backup", "mailboxes", "routes",
+	"auth", "senders", NULL };
 
 char *
 table_strip(char *line)
@@ -638,7 +639,162 @@ routes_parse(struct table_state *st, char *line, int lineno, emit_fn emit, void 
 	return emit(ctx, dom, strlen(dom), v, (size_t)n) < 0 ? "write error" : NULL;
 }
 
+/* ---- auth (SMTP AUTH users), senders (who may use which sender) ---- */
+
+int
+auth_user_ok(const char *u, size_t n)
+{
+	size_t i;
+
+	if (n == 0 || n > AUTH_USER_MAX)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!isalnum((unsigned char)u[i]) && !strchr("._@+-", u[i]))
+			return 0;
+	return 1;
+}
+
+const char *
+auth_hash_check(const char *h)
+{
+	static const char *const strong[] = { "$y$", "$gy$", "$7$", "$6$", "$5$", "$2b$", "$2y$", NULL };
+	size_t i, n = strlen(h);
+	int dollars = 0;
+
+	for (i = 0; strong[i]; i++)
+		if (!strncmp(h, strong[i], strlen(strong[i])))
+			break;
+	if (!strong[i])
+		return "password hash must be yescrypt ($y$), gost-yescrypt ($gy$), scrypt ($7$), "
+		    "SHA-512-crypt ($6$), SHA-256-crypt ($5$) or bcrypt ($2b$); use mkauth";
+	if (n < 20 || n > AUTH_HASH_MAX)
+		return "password hash has a bad length";
+	for (i = 0; i < n; i++) {
+		if (h[i] == '$')
+			dollars++;
+		else if (!isalnum((unsigned char)h[i]) && !strchr("./=,", h[i]))
+			return "password hash holds characters crypt(3) never writes";
+	}
+	if (dollars < 3 || h[n - 1] == '$')
+		return "password hash is incomplete (salt without a hash?)";
+	return NULL;
+}
+
+static const char *
+auth_parse(struct table_state *st, char *line, int lineno, emit_fn emit, void *ctx)
+{
+	char *user = next_word(&line), *hash = next_word(&line), v[AUTH_HASH_MAX + 16];
+	const char *why;
+	int n;
+
+	(void)st;
+	if (!hash || next_word(&line))
+		return "expected USER HASH";
+	if (!auth_user_ok(user, strlen(user)))
+		return "bad user name (letters, digits and ._@+- only, 255 at most)";
+	if ((why = auth_hash_check(hash)))
+		return why;
+	n = snprintf(v, sizeof v, "%d %s", lineno, hash);
+	if (n < 0 || (size_t)n >= sizeof v)
+		return "password hash has a bad length";
+	return emit(ctx, user, strlen(user), v, (size_t)n) < 0 ? "write error" : NULL;
+}
+
+int
+auth_get(struct table *t, const char *user, char *hash, size_t len)
+{
+	struct buf v = BUF_INIT;
+	int r = table_get(t, user, strlen(user), &v);
+	char *sp;
+
+	if (r == 1) {
+		sp = strchr(v.s, ' ');
+		if (!sp || strlcpy(hash, sp + 1, len) >= len) {
+			errno = EPROTO;
+			r = -1;
+		}
+	}
+	buf_free(&v);
+	return r;
+}
+
+static const char *
+senders_parse(struct table_state *st, char *line, int lineno, emit_fn emit, void *ctx)
+{
+	char *key = next_word(&line), *tok, *save = NULL;
+	struct buf v = BUF_INIT;
+	struct addr a;
+	const char *why;
+	int n = 0, r;
+
+	(void)st;
+	if (!key)
+		return "expected ADDRESS USER...";
+	if (key[0] == '@') {
+		if (!addr_domain_ok(key + 1, strlen(key + 1)))
+			return "bad domain";
+	} else if ((why = addr_parse_path(key, strlen(key), &a, 0, 0, NULL)))
+		return why;
+	lower(key);
+	buf_printf(&v, "%d", lineno);
+	for (tok = strtok_r(line, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
+		if (!auth_user_ok(tok, strlen(tok))) {
+			buf_free(&v);
+			return "bad user name (letters, digits and ._@+- only)";
+		}
+		buf_printf(&v, " %s", tok);
+		n++;
+	}
+	if (!n) {
+		buf_free(&v);
+		return "expected at least one user";
+	}
+	r = emit(ctx, key, strlen(key), v.s, v.len);
+	buf_free(&v);
+	return r < 0 ? "write error" : NULL;
+}
+
+int
+sender_owned(struct table *t, const char *sender, const char *user)
+{
+	struct buf v = BUF_INIT;
+	char key[ADDR_PATH_MAX + 2];
+	const char *at;
+	int r, pass;
+
+	if (!*sender)
+		return 1;	/* <>: bounces and notifications */
+	if (strlcpy(key, sender, sizeof key) >= sizeof key)
+		return 0;
+	lower(key);
+	at = strrchr(key, '@');
+	for (pass = 0; pass < 2; pass++) {
+		const char *k = pass == 0 ? key : at;
+		char *p, *w, *save = NULL;
+
+		if (!k)
+			break;
+		if ((r = table_get(t, k, strlen(k), &v)) < 0) {
+			buf_free(&v);
+			return -1;
+		}
+		if (r == 0)
+			continue;
+		p = strchr(v.s, ' ');
+		for (w = p ? strtok_r(p, " ", &save) : NULL; w; w = strtok_r(NULL, " ", &save))
+			if (!strcmp(w, user)) {
+				buf_free(&v);
+				return 1;
+			}
+		break;	/* the address is listed, but not for this user */
+	}
+	buf_free(&v);
+	return 0;
+}
+
 static const struct table_format formats[] = {
+	{ "auth", auth_parse, NULL },
+	{ "senders", senders_parse, NULL },
 	{ "access", access_parse, access_finish },
 	{ "domains", domains_parse, NULL },
 	{ "backup", domains_parse, NULL },

@@ -12,7 +12,10 @@
  *                 -> "LINE TARGET[ TARGET...]"; a TARGET with '@' is an
  *                 address (alias, list member or forward), one without
  *                 is a Maildir path relative to the mail root.
- *   routes.cdb    "example.com" or "*" -> "LINE HOST[:PORT]" (queue). */
+ *   routes.cdb    "example.com" or "*" -> "LINE HOST[:PORT]" (queue).
+ *   auth.cdb      "user" -> "LINE HASH", HASH in crypt(3) form (SMTP AUTH)
+ *   senders.cdb   "user@example.com" or "@example.com" -> "LINE USER[ USER...]":
+ *                 the SMTP AUTH users that may use that envelope sender. */
 #ifndef MX_TABLES_H
 #define MX_TABLES_H
 #include <stddef.h>
@@ -67,4 +70,17 @@ int mailbox_get(struct table *t, const char *key, struct buf *val, int *line);
 /* A Maildir path target is safe: relative, no "..", no empty or dot-led
  * components, only [A-Za-z0-9._+-/]. */
 int maildir_path_ok(const char *p);
+
+/* SMTP AUTH users: letters, digits and ._@+- (safe in headers, logs
+ * and the environment), at most AUTH_USER_MAX. */
+#define AUTH_USER_MAX 255
+#define AUTH_HASH_MAX 512
+int auth_user_ok(const char *u, size_t n);
+/* NULL if h looks like a strong crypt(3) hash, else the reason. */
+const char *auth_hash_check(const char *h);
+/* The user's hash into hash (len bytes): 1 found, 0 absent, -1 error. */
+int auth_get(struct table *t, const char *user, char *hash, size_t len);
+/* May user send as sender (the address, then "@domain")? An address
+ * not in the table is nobody's. 1 yes, 0 no, -1 table error. */
+int sender_owned(struct table *t, const char *sender, const char *user);
 #endif

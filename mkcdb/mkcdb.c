@@ -40,7 +40,7 @@ usage(void)
 	    "  -n      check only: validate, write nothing\n"
 	    "  -q      quiet: no line per rebuilt table\n"
 	    "  -g      generic: \"key value\" lines into OUTPUT.cdb\n"
-	    "tables: access domains backup mailboxes routes\n");
+	    "tables: access domains backup mailboxes routes auth senders\n");
 	exit(EXIT_PERM);
 }
 
@@ -665,6 +665,15 @@ compile(const char *src, const char *dst, const struct table_format *fmt, int ch
 			if (fd >= 0)
 				close(fd);
 			return EXIT_TEMP;
+		}
+		/* auth.cdb holds password hashes: never world-readable; a
+		 * rebuild keeps the group (and group read) of the old one */
+		if (!strcmp(fmt->name, "auth")) {
+			struct stat ost;
+			int have = stat(dst, &ost) == 0;
+			if (fchmod(fd, have ? (ost.st_mode & 0660) | 0600 : 0640) < 0 ||
+			    (have && fchown(fd, (uid_t)-1, ost.st_gid) < 0 && errno != EPERM))
+				log_warnsys("cannot set the mode of %s", tmp);
 		}
 		if (cdb_make_start(&b.cm, fd) < 0) {
 			log_warnsys("cdb_make_start %s", tmp);

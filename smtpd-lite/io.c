@@ -4,7 +4,15 @@
  * the input buffer is empty (before we would block on a read), when it
  * is full, or on request (io_flush). A client that pipelines a whole
  * transaction in one write thus gets its replies in order, in one
- * write. Every read and write waits at most the current timeout. */
+ * write. Every read and write waits at most the current timeout.
+ *
+ * After STARTTLS (or from the start, for implicit TLS) the same
+ * buffers sit on top of an OpenSSL session (tls.c): reads and writes
+ * go through SSL_read/SSL_write, which may want the other direction
+ * (WANT_READ while writing and the reverse); a read first takes what
+ * OpenSSL already holds. io_discard_input() throws away what was
+ * buffered before the handshake (pipelined plaintext after STARTTLS
+ * must never be taken as commands sent under TLS). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -13,10 +21,13 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include <openssl/ssl.h>
+
 #include "log.h"
 #include "smtpd.h"
 
 static int rfd = 0, wfd = 1;
+static SSL *ssl;
 static char ibuf[8192];
 static size_t ipos, ilen;
 static char obuf[4096];
@@ -58,6 +69,25 @@ io_flush(void)
 			errno = w == 0 ? ETIMEDOUT : errno;
 			return -1;
 		}
+		if (ssl) {
+			int r = SSL_write(ssl, obuf + off, (int)(olen - off));
+			if (r <= 0) {
+				int e = SSL_get_error(ssl, r);
+				if (e == SSL_ERROR_WANT_WRITE)
+					continue;
+				if (e == SSL_ERROR_WANT_READ) {
+					if ((w = wait_fd(rfd, POLLIN, deadline)) <= 0) {
+						errno = w == 0 ? ETIMEDOUT : errno;
+						return -1;
+					}
+					continue;
+				}
+				errno = EPIPE;
+				return -1;
+			}
+			off += (size_t)r;
+			continue;
+		}
 		n = write(wfd, obuf + off, olen - off);
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
@@ -68,6 +98,75 @@ io_flush(void)
 	}
 	olen = 0;
 	return 0;
+}
+
+void
+io_fds(int *r, int *w)
+{
+	*r = rfd;
+	*w = wfd;
+}
+
+void
+io_set_tls(SSL *s)
+{
+	ssl = s;
+}
+
+int
+io_tls_active(void)
+{
+	return ssl != NULL;
+}
+
+size_t
+io_discard_input(void)
+{
+	size_t n = ilen - ipos;
+
+	ipos = ilen = 0;
+	return n;
+}
+
+/* close_notify, once, without waiting for the client's */
+void
+io_tls_end(void)
+{
+	if (ssl) {
+		(void)SSL_shutdown(ssl);
+		SSL_free(ssl);
+		ssl = NULL;
+	}
+}
+
+/* fill() under TLS: what OpenSSL holds first, then wait as it wants. */
+static int
+fill_tls(long long deadline)
+{
+	for (;;) {
+		int n = SSL_read(ssl, ibuf, (int)sizeof ibuf), w;
+
+		if (n > 0) {
+			ilen = (size_t)n;
+			return IO_OK;
+		}
+		switch (SSL_get_error(ssl, n)) {
+		case SSL_ERROR_WANT_READ:
+			w = wait_fd(rfd, POLLIN, deadline);
+			break;
+		case SSL_ERROR_WANT_WRITE:
+			w = wait_fd(wfd, POLLOUT, deadline);
+			break;
+		case SSL_ERROR_ZERO_RETURN:
+			return IO_EOF;
+		default:
+			return IO_ERR;
+		}
+		if (w == 0)
+			return IO_TIMEOUT;
+		if (w < 0)
+			return IO_ERR;
+	}
 }
 
 void
@@ -102,9 +201,12 @@ fill(void)
 	if (ipos < ilen)
 		return IO_OK;
 	ipos = ilen = 0;
-	if (olen && io_flush() < 0)
+	/* more pipelined commands already decrypted: keep the replies */
+	if (olen && !(ssl && SSL_pending(ssl) > 0) && io_flush() < 0)
 		return IO_ERR;
 	deadline = now_ms() + tmo_ms;
+	if (ssl)
+		return fill_tls(deadline);
 	for (;;) {
 		ssize_t n;
 		int w = wait_fd(rfd, POLLIN, deadline);

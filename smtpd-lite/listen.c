@@ -6,7 +6,8 @@
  * Limits: max_connections at once, max_per_ip per client address;
  * beyond them the client gets "421 4.7.0" and is closed. Children are
  * reaped; SIGTERM (or SIGINT) closes the sockets and ends the listener,
- * sessions in progress finish on their own. */
+ * sessions in progress finish on their own. A -L listener's sessions
+ * start with the TLS handshake (implicit TLS, port 465). */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -177,7 +178,7 @@ child_env(const struct sockaddr_storage *peer, int fd)
 
 static void
 start_child(const struct settings *s, int *lfd, int nl, int fd,
-    const struct sockaddr_storage *peer, const char *ip, char **chain)
+    const struct sockaddr_storage *peer, const char *ip, char **chain, int tls)
 {
 	long long i;
 	pid_t pid;
@@ -205,6 +206,7 @@ start_child(const struct settings *s, int *lfd, int nl, int fd,
 		if (fd > 1)
 			close(fd);
 		child_env(peer, 0);
+		opt_implicit_tls = tls;
 		serve_one(s, chain);
 	}
 	close(fd);
@@ -214,7 +216,7 @@ start_child(const struct settings *s, int *lfd, int nl, int fd,
 }
 
 static void
-accept_one(const struct settings *s, int *lfd, int nl, int l, char **chain)
+accept_one(const struct settings *s, int *lfd, int nl, int l, char **chain, int tls)
 {
 	struct sockaddr_storage peer;
 	socklen_t pl = sizeof peer;
@@ -243,7 +245,7 @@ accept_one(const struct settings *s, int *lfd, int nl, int l, char **chain)
 	else if (count_ip(ip) >= s->max_per_ip)
 		refuse(fd, s, ip, "too many connections from your address");
 	else
-		start_child(s, lfd, nl, fd, &peer, ip, chain);
+		start_child(s, lfd, nl, fd, &peer, ip, chain, tls);
 }
 
 static void
@@ -263,7 +265,7 @@ setup_signals(void)
 }
 
 void
-listen_run(const struct settings *s, char **addrs, int naddrs, char **chain)
+listen_run(const struct settings *s, char **addrs, const int *tls, int naddrs, char **chain)
 {
 	struct pollfd p[MAXL + 1];
 	int lfd[MAXL], i;
@@ -277,8 +279,9 @@ listen_run(const struct settings *s, char **addrs, int naddrs, char **chain)
 	slots = xcalloc((size_t)nslots, sizeof *slots);
 	setup_signals();
 	for (i = 0; i < naddrs; i++)
-		log_info("listening on %s max_connections=%lld max_per_ip=%lld",
-		    addrs[i], s->max_connections, s->max_per_ip);
+		log_info("listening on %s%s%s max_connections=%lld max_per_ip=%lld",
+		    addrs[i], tls[i] ? " (implicit TLS)" : "",
+		    opt_submission ? " (submission)" : "", s->max_connections, s->max_per_ip);
 	while (!got_term) {
 		for (i = 0; i < naddrs; i++)
 			p[i] = (struct pollfd){ lfd[i], POLLIN, 0 };
@@ -293,7 +296,7 @@ listen_run(const struct settings *s, char **addrs, int naddrs, char **chain)
 		}
 		for (i = 0; i < naddrs && !got_term; i++)
 			if (p[i].revents & POLLIN)
-				accept_one(s, lfd, naddrs, i, chain);
+				accept_one(s, lfd, naddrs, i, chain, tls[i]);
 	}
 	for (i = 0; i < naddrs; i++)
 		close(lfd[i]);

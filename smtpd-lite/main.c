@@ -1,7 +1,9 @@
 /* smtpd-lite: the SMTP front end. See doc/smtpd-lite.8.
  *
- *   smtpd-lite [-qv] [-c CONFDIR] [CHAIN...]          one session on fd 0/1
- *   smtpd-lite [-qv] [-c CONFDIR] -l ADDR:PORT [...]  own listener
+ *   smtpd-lite [-mqTv] [-c CONFDIR] [CHAIN...]        one session on fd 0/1
+ *   smtpd-lite [-mqv] [-c CONFDIR] -l|-L ADDR:PORT [...]  own listener
+ *
+ * -T / -L: implicit TLS (port 465); -m: submission (AUTH before MAIL).
  *
  * Under tcpserver, inetd (nowait) or systemd (Accept=yes) it serves the
  * connection on fd 0/1; with -l it listens itself and forks one such
@@ -25,8 +27,10 @@
 #include "log.h"
 #include "smtpd.h"
 
-#define USAGE "usage: smtpd-lite [-qv] [-c CONFDIR] [-l ADDR:PORT]... [CHAIN...]"
+#define USAGE "usage: smtpd-lite [-mqTv] [-c CONFDIR] [-l ADDR:PORT]... [-L ADDR:PORT]... [CHAIN...]"
 #define MAXLISTEN 8
+
+int opt_implicit_tls, opt_submission;
 
 static char bindir_buf[PATH_MAX];
 
@@ -233,19 +237,28 @@ main(int argc, char **argv)
 	static struct settings s;
 	const char *confdir = NULL;
 	char *listen[MAXLISTEN], err[512];
+	int ltls[MAXLISTEN];
 	int nlisten = 0, ch;
 
 	guard_stderr();
 	log_init("smtpd-lite", NULL);
-	while ((ch = getopt(argc, argv, "+c:l:qvh")) != -1) {
+	while ((ch = getopt(argc, argv, "+c:l:L:mqTvh")) != -1) {
 		switch (ch) {
 		case 'c':
 			confdir = optarg;
 			break;
 		case 'l':
+		case 'L':
 			if (nlisten == MAXLISTEN)
-				die(EXIT_PERM, "at most %d -l options", MAXLISTEN);
+				die(EXIT_PERM, "at most %d -l/-L options", MAXLISTEN);
+			ltls[nlisten] = ch == 'L';
 			listen[nlisten++] = optarg;
+			break;
+		case 'm':
+			opt_submission = 1;
+			break;
+		case 'T':
+			opt_implicit_tls = 1;
 			break;
 		case 'q':
 			log_verbose = 0;
@@ -264,8 +277,16 @@ main(int argc, char **argv)
 	argv += optind;
 	if (settings_load(&s, settings_confdir(confdir), err, sizeof err) < 0)
 		die(EXIT_TEMP, "4.3.0 %s", err);
+	for (ch = 0; ch < nlisten; ch++)
+		if (ltls[ch] && !tls_configured(&s))
+			die(EXIT_TEMP, "4.3.0 -L %s: implicit TLS needs tls_cert in the settings",
+			    listen[ch]);
+	if (opt_implicit_tls && !tls_configured(&s))
+		die(EXIT_TEMP, "4.3.0 -T: implicit TLS needs tls_cert in the settings");
+	if (opt_submission && !auth_available(&s))
+		log_warn("-m: submission without %s/auth.cdb: nobody can send", s.confdir);
 	if (nlisten)
-		listen_run(&s, listen, nlisten, chain_argv(&s, argc, argv));
+		listen_run(&s, listen, ltls, nlisten, chain_argv(&s, argc, argv));
 	serve_one(&s, chain_argv(&s, argc, argv));
 	return 0;
 }

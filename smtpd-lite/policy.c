@@ -47,7 +47,28 @@ static int nsvc;
 static long long tmo_ms;
 static char c_ip[64], c_name[256], c_lip[64], c_lport[16], c_rport[16];
 
+static char t_proto[32], t_cipher[128], t_bits[16];	/* TLS, "" none */
+static char a_method[16], a_user[256];		/* SMTP AUTH, "" none */
+
 static const char *stage_names[] = { "CONNECT", "HELO", "EHLO", "MAIL", "RCPT" };
+
+void
+policy_set_tls(const char *protocol, const char *cipher, int bits)
+{
+	snprintf(t_proto, sizeof t_proto, "%s", protocol);
+	snprintf(t_cipher, sizeof t_cipher, "%s", cipher);
+	if (bits > 0)
+		snprintf(t_bits, sizeof t_bits, "%d", bits);
+	else
+		t_bits[0] = 0;
+}
+
+void
+policy_set_sasl(const char *method, const char *user)
+{
+	snprintf(a_method, sizeof a_method, "%s", method);
+	snprintf(a_user, sizeof a_user, "%s", user);
+}
 
 #define ALL_STAGES ((1u << PS_CONNECT) | (1u << PS_HELO) | (1u << PS_EHLO) | \
     (1u << PS_MAIL) | (1u << PS_RCPT))
@@ -324,6 +345,13 @@ build_request(struct buf *b, const struct preq *q)
 	attr(b, "instance", q->instance);
 	snprintf(num, sizeof num, "%lld", q->size);
 	attr(b, "size", num);
+	/* as Postfix sends them: empty when there is no TLS or AUTH */
+	attr(b, "encryption_protocol", t_proto);
+	attr(b, "encryption_cipher", t_cipher);
+	attr(b, "encryption_keysize", t_bits);
+	attr(b, "sasl_method", a_method);
+	attr(b, "sasl_username", a_user);
+	attr(b, "sasl_sender", "");
 	buf_adds(b, "\n");
 }
 

@@ -3,7 +3,15 @@
  * Every reply carries an enhanced status code (RFC 3463). Replies are
  * queued by io.c and written when no more pipelined input is waiting,
  * so they come out in order. The transaction's envelope is bounded:
- * max_recipients addresses of at most 256 octets each. */
+ * max_recipients addresses of at most 256 octets each.
+ *
+ * STARTTLS (RFC 3207): after the handshake everything the client told
+ * us is forgotten (HELO, the transaction, AUTH) and anything it
+ * pipelined after STARTTLS in plaintext has been thrown away, so that
+ * no command can be injected into the TLS session (CVE-2011-0411).
+ * AUTH PLAIN and LOGIN (RFC 4954) are offered under TLS only (or on
+ * loopback when auth_loopback_plaintext says so); failures are delayed,
+ * logged with the client's address and limited per connection. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -15,6 +23,7 @@
 
 #include "log.h"
 #include "smtpd.h"
+#include "tables.h"
 
 struct sess {
 	const struct settings *s;
@@ -37,10 +46,18 @@ struct sess {
 	struct buf tprepend;
 	int discard;
 	char redirect[ADDR_PATH_MAX + 1];
+	/* TLS and AUTH */
+	int tls, loopback, authenable;
+	struct tls_info ti;
+	char auth_user[AUTH_USER_MAX + 1];	/* "" not authenticated */
+	const char *auth_method;
+	long long auth_failures;
 };
 
 static void reply(struct sess *ss, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void add_prepend(struct sess *ss, const struct buf *p);
+static int auth_offered(const struct sess *ss);
+static void start_tls(struct sess *ss);
 
 static void
 reply(struct sess *ss, const char *fmt, ...)
@@ -70,6 +87,7 @@ finish(struct sess *ss, const char *why)
 {
 	if (io_flush() < 0)
 		log_warnsys("write to client failed");
+	io_tls_end();
 	policy_close();
 	log_info("disconnect ip=%s %s messages=%lld recipients=%lld errors=%lld",
 	    ss->c->ip, why, ss->nmsg, ss->nrcpt_total, ss->errors);
@@ -205,6 +223,10 @@ cmd_helo(struct sess *ss, char *arg, int esmtp)
 	reply(ss, "250-PIPELINING");
 	reply(ss, "250-SIZE %lld", ss->s->max_size);
 	reply(ss, "250-8BITMIME");
+	if (tls_configured(ss->s) && !ss->tls)
+		reply(ss, "250-STARTTLS");
+	if (auth_offered(ss))
+		reply(ss, "250-AUTH PLAIN LOGIN");
 	reply(ss, "250 ENHANCEDSTATUSCODES");
 }
 
@@ -262,6 +284,14 @@ mail_params(struct sess *ss, const char *p)
 				bad(ss, "501 5.5.4 Bad BODY parameter");
 				return -1;
 			}
+		} else if (!strcasecmp(kv, "AUTH") && v && ss->authenable) {
+			/* RFC 4954 5: the identity a trusted relay vouches
+			 * for; we trust no one's, so it is accepted and
+			 * not used */
+			if (!*v) {
+				bad(ss, "501 5.5.4 Bad AUTH parameter");
+				return -1;
+			}
 		} else {
 			char e[300];
 			esc(e, sizeof e, kv);
@@ -289,6 +319,10 @@ cmd_mail(struct sess *ss, char *arg)
 		bad(ss, "503 5.5.1 Error: nested MAIL command");
 		return;
 	}
+	if (opt_submission && !ss->auth_user[0]) {
+		bad(ss, "530 5.7.0 Authentication required");
+		return;
+	}
 	if (!(path = after_keyword(arg, "FROM:"))) {
 		bad(ss, "501 5.5.4 Syntax: MAIL FROM:<address>");
 		return;
@@ -300,6 +334,20 @@ cmd_mail(struct sess *ss, char *arg)
 	ss->size = 0;
 	if (mail_params(ss, rest) < 0)
 		return;
+	if (ss->auth_user[0] && ss->s->auth_sender_check) {
+		int own = auth_sender_ok(ss->s, a.full, ss->auth_user);
+		esc(e, sizeof e, a.full);
+		if (own < 0) {
+			reply(ss, "451 4.3.0 Error: cannot check the sender, try again later");
+			return;
+		}
+		if (!own) {
+			log_info("mail from=<%s> rejected: not owned by user %s", e, ss->auth_user);
+			reply(ss, "553 5.7.1 <%s>: Sender address not owned by user %s", e,
+			    ss->auth_user);
+			return;
+		}
+	}
 	snprintf(ss->instance, sizeof ss->instance, "%s.%lld", ss->sid, ++ss->ntx);
 	snprintf(ss->sender, sizeof ss->sender, "%s", a.full);
 	memset(&r, 0, sizeof r);
@@ -448,11 +496,18 @@ write_headers(struct sess *ss, int fd, const char *id)
 	buf_add(&h, ss->cprepend.s, ss->cprepend.len);
 	buf_add(&h, ss->hprepend.s, ss->hprepend.len);
 	buf_add(&h, ss->tprepend.s, ss->tprepend.len);
-	/* TCP-info (RFC 5321 4.4): [1.2.3.4] or [IPv6:...] */
-	buf_printf(&h, "Received: from %s (%s%s[%s%s])\n\tby %s (smtpd-lite) with %s id %s\n",
+	/* TCP-info (RFC 5321 4.4): [1.2.3.4] or [IPv6:...]; the protocol
+	 * ESMTP, ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (RFC 3848) */
+	buf_printf(&h, "Received: from %s (%s%s[%s%s])\n",
 	    ss->helo, host, host[0] ? " " : "", strchr(ss->c->ip, ':') ? "IPv6:" : "",
-	    ss->c->ip, ss->s->hostname,
-	    ss->esmtp ? "ESMTP" : "SMTP", id);
+	    ss->c->ip);
+	if (ss->tls)
+		buf_printf(&h, "\t(using %s with cipher %s (%d/%d bits))\n", ss->ti.protocol,
+		    ss->ti.cipher, ss->ti.bits, ss->ti.alg_bits);
+	if (ss->auth_user[0])	/* auth_user_ok(): no blanks, parentheses or controls */
+		buf_printf(&h, "\t(authenticated sender: %s)\n", ss->auth_user);
+	buf_printf(&h, "\tby %s (smtpd-lite) with %s%s%s id %s\n", ss->s->hostname,
+	    ss->esmtp ? "ESMTP" : "SMTP", ss->tls ? "S" : "", ss->auth_user[0] ? "A" : "", id);
 	if (ss->nrcpt == 1)
 		buf_printf(&h, "\tfor <%s>; %s\n", ss->first_rcpt, date);
 	else
@@ -577,6 +632,248 @@ cmd_data(struct sess *ss, char *arg)
 	do_data(ss, fd, id);
 }
 
+/* ---- TLS and AUTH ---- */
+
+/* The handshake on the client connection, then a fresh start: nothing
+ * said before it counts. Ends the session if the handshake fails. */
+static void
+start_tls(struct sess *ss)
+{
+	char bits[16];
+
+	if (tls_handshake(ss->s->timeout_command, ss->c->ip, &ss->ti) < 0)
+		finish(ss, "tls-failed");
+	ss->tls = 1;
+	ss->helo[0] = 0;
+	ss->greeted = ss->esmtp = 0;
+	reset_tx(ss);
+	buf_clear(&ss->hprepend);
+	ss->auth_user[0] = 0;
+	ss->auth_method = NULL;
+	unsetenv("AUTH_USER");
+	unsetenv("AUTH_METHOD");
+	policy_set_sasl("", "");
+	policy_set_tls(ss->ti.protocol, ss->ti.cipher, ss->ti.bits);
+	snprintf(bits, sizeof bits, "%d", ss->ti.bits);
+	(void)setenv("TLS_PROTOCOL", ss->ti.protocol, 1);
+	(void)setenv("TLS_CIPHER", ss->ti.cipher, 1);
+	(void)setenv("TLS_CIPHER_BITS", bits, 1);
+	log_info("tls ip=%s protocol=%s cipher=%s bits=%d", ss->c->ip, ss->ti.protocol,
+	    ss->ti.cipher, ss->ti.bits);
+}
+
+static void
+cmd_starttls(struct sess *ss, char *arg)
+{
+	size_t junk;
+
+	if (!tls_configured(ss->s)) {
+		bad(ss, "502 5.5.1 Error: command not implemented");
+		return;
+	}
+	if (*arg) {
+		bad(ss, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	if (ss->tls) {
+		bad(ss, "503 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (ss->in_mail) {
+		bad(ss, "503 5.5.1 Error: MAIL transaction in progress");
+		return;
+	}
+	if (tls_prepare(ss->s) < 0) {
+		reply(ss, "454 4.7.0 TLS not available due to local problem");
+		return;
+	}
+	reply(ss, "220 2.0.0 Ready to start TLS");
+	if (io_flush() < 0)
+		finish(ss, "lost-connection");
+	/* what the client sent after STARTTLS before the handshake is not
+	 * protected by it: never execute it (CVE-2011-0411) */
+	if ((junk = io_discard_input()) > 0)
+		log_info("starttls ip=%s: %zu bytes of plaintext pipelined after STARTTLS discarded",
+		    ss->c->ip, junk);
+	start_tls(ss);
+}
+
+static int
+auth_offered(const struct sess *ss)
+{
+	return ss->authenable && (ss->tls || (ss->loopback && ss->s->auth_loopback_plaintext));
+}
+
+/* One client response in an AUTH dialogue, base64-decoded into out.
+ * 1 ok, 0 replied already (cancelled or bad). */
+static int
+auth_response(struct sess *ss, const char *prompt, char *out, size_t cap, size_t *olen)
+{
+	char line[SMTP_LINE_MAX + 1];
+	size_t len;
+	int toolong, rc;
+	long n;
+
+	reply(ss, "334 %s", prompt);
+	rc = io_getline(line, &len, &toolong);
+	if (rc == IO_TIMEOUT) {
+		reply(ss, "421 4.4.2 %s Error: timeout exceeded", ss->s->hostname);
+		finish(ss, "timeout");
+	}
+	if (rc != IO_OK)
+		finish(ss, "lost-connection");
+	if (toolong) {
+		bad(ss, "500 5.5.6 Authentication exchange line is too long");
+		return 0;
+	}
+	if (len == 1 && line[0] == '*') {
+		bad(ss, "501 5.7.0 Authentication aborted");
+		return 0;
+	}
+	n = b64_decode(line, len, out, cap - 1);
+	explicit_bzero(line, sizeof line);
+	if (n < 0) {
+		bad(ss, "501 5.5.2 Cannot decode response");
+		return 0;
+	}
+	out[n] = 0;
+	*olen = (size_t)n;
+	return 1;
+}
+
+/* The initial response of "AUTH MECH IR" ("=" is an empty one). */
+static int
+auth_initial(struct sess *ss, const char *ir, char *out, size_t cap, size_t *olen)
+{
+	long n;
+
+	if (!strcmp(ir, "=")) {
+		out[0] = 0;
+		*olen = 0;
+		return 1;
+	}
+	if ((n = b64_decode(ir, strlen(ir), out, cap - 1)) < 0) {
+		bad(ss, "501 5.5.2 Cannot decode response");
+		return 0;
+	}
+	out[n] = 0;
+	*olen = (size_t)n;
+	return 1;
+}
+
+static void
+auth_verdict(struct sess *ss, const char *method, const char *user, const char *pass)
+{
+	char e[AUTH_USER_MAX * 4 + 8];
+	int r = auth_check(ss->s, user, pass);
+
+	log_esc(e, sizeof e, user, strlen(user));
+	if (r < 0) {
+		reply(ss, "454 4.7.0 Temporary authentication failure");
+		return;
+	}
+	if (r == 0) {
+		ss->auth_failures++;
+		/* one line for fail2ban and friends: the address and the user */
+		log_info("auth failed ip=%s method=%s user=%s failures=%lld", ss->c->ip, method, e,
+		    ss->auth_failures);
+		if (ss->s->auth_failure_delay > 0) {
+			if (io_flush() < 0)
+				finish(ss, "lost-connection");
+			sleep((unsigned)ss->s->auth_failure_delay);
+		}
+		reply(ss, "535 5.7.8 Error: authentication failed");
+		if (ss->auth_failures >= ss->s->auth_max_failures) {
+			reply(ss, "421 4.7.0 %s Error: too many failed authentications, closing connection",
+			    ss->s->hostname);
+			finish(ss, "too-many-auth-failures");
+		}
+		return;
+	}
+	snprintf(ss->auth_user, sizeof ss->auth_user, "%s", user);
+	ss->auth_method = method;
+	(void)setenv("AUTH_USER", ss->auth_user, 1);
+	(void)setenv("AUTH_METHOD", method, 1);
+	policy_set_sasl(method, ss->auth_user);
+	log_info("auth ok ip=%s method=%s user=%s", ss->c->ip, method, e);
+	reply(ss, "235 2.7.0 Authentication successful");
+}
+
+static void
+cmd_auth(struct sess *ss, char *arg)
+{
+	/* responses: PLAIN is authzid NUL authcid NUL password */
+	char buf[SMTP_LINE_MAX], user[SMTP_LINE_MAX];
+	char *ir = arg + strcspn(arg, " ");
+	size_t ml = (size_t)(ir - arg), n;
+
+	while (*ir == ' ')
+		ir++;
+	if (!ss->authenable) {
+		bad(ss, "502 5.5.1 Error: command not implemented");
+		return;
+	}
+	if (!ss->greeted || !ss->esmtp) {
+		bad(ss, "503 5.5.1 Error: send EHLO first");
+		return;
+	}
+	if (ss->auth_user[0]) {
+		bad(ss, "503 5.5.1 Error: already authenticated");
+		return;
+	}
+	if (ss->in_mail) {
+		bad(ss, "503 5.5.1 Error: MAIL transaction in progress");
+		return;
+	}
+	if (!auth_offered(ss)) {
+		bad(ss, "538 5.7.11 Encryption required for requested authentication mechanism");
+		return;
+	}
+	if (ml == 5 && !strncasecmp(arg, "PLAIN", 5)) {
+		char *authz, *authc, *pass, *end;
+		if (!(*ir ? auth_initial(ss, ir, buf, sizeof buf, &n) :
+		    auth_response(ss, "", buf, sizeof buf, &n)))
+			return;
+		end = buf + n;
+		authz = buf;
+		authc = memchr(authz, 0, (size_t)(end - authz));
+		pass = authc ? memchr(authc + 1, 0, (size_t)(end - authc - 1)) : NULL;
+		if (!authc || !pass || memchr(pass + 1, 0, (size_t)(end - pass - 1))) {
+			explicit_bzero(buf, sizeof buf);
+			bad(ss, "501 5.5.2 Bad PLAIN response");
+			return;
+		}
+		authc++;
+		pass++;
+		/* no proxy authorisation: an authzid must be the user */
+		if (*authz && strcmp(authz, authc))
+			auth_verdict(ss, "PLAIN", authc, "");
+		else
+			auth_verdict(ss, "PLAIN", authc, pass);
+		explicit_bzero(buf, sizeof buf);
+	} else if (ml == 5 && !strncasecmp(arg, "LOGIN", 5)) {
+		if (!(*ir ? auth_initial(ss, ir, user, sizeof user, &n) :
+		    auth_response(ss, "VXNlcm5hbWU6", user, sizeof user, &n)))	/* Username: */
+			return;
+		if (memchr(user, 0, n)) {
+			bad(ss, "501 5.5.2 Bad LOGIN response");
+			return;
+		}
+		if (!auth_response(ss, "UGFzc3dvcmQ6", buf, sizeof buf, &n))	/* Password: */
+			return;
+		if (memchr(buf, 0, n)) {
+			explicit_bzero(buf, sizeof buf);
+			bad(ss, "501 5.5.2 Bad LOGIN response");
+			return;
+		}
+		auth_verdict(ss, "LOGIN", user, buf);
+		explicit_bzero(buf, sizeof buf);
+	} else if (!ml)
+		bad(ss, "501 5.5.4 Syntax: AUTH mechanism");
+	else
+		bad(ss, "504 5.5.4 Unrecognized authentication type");
+}
+
 static int
 noarg(struct sess *ss, const char *arg, const char *cmd)
 {
@@ -588,7 +885,7 @@ noarg(struct sess *ss, const char *arg, const char *cmd)
 }
 
 static const char *const notimpl[] = {
-	"STARTTLS", "AUTH", "BDAT", "ETRN", "TURN", "ATRN", "SEND", "SOML", "SAML", NULL
+	"BDAT", "ETRN", "TURN", "ATRN", "SEND", "SOML", "SAML", NULL
 };
 
 static void
@@ -610,6 +907,10 @@ dispatch(struct sess *ss, char *line)
 		bad(ss, "503 5.7.1 Error: access denied, only QUIT is allowed");
 	else if (V("EHLO") || V("HELO"))
 		cmd_helo(ss, arg, V("EHLO"));
+	else if (V("STARTTLS"))
+		cmd_starttls(ss, arg);
+	else if (V("AUTH"))
+		cmd_auth(ss, arg);
 	else if (V("MAIL"))
 		cmd_mail(ss, arg);
 	else if (V("RCPT"))
@@ -661,7 +962,11 @@ read_commands(struct sess *ss)
 			finish(ss, "lost-connection");
 		if (log_verbose >= 3) {
 			char e[SMTP_LINE_MAX * 4 + 8];
-			log_debug("< %s", log_esc(e, sizeof e, line, len));
+			/* never a password, not even in base64 */
+			if (len > 5 && !strncasecmp(line, "AUTH ", 5))
+				log_debug("< AUTH %.*s...", (int)strcspn(line + 5, " "), line + 5);
+			else
+				log_debug("< %s", log_esc(e, sizeof e, line, len));
 		}
 		if (toolong)
 			bad(ss, "500 5.5.2 Error: line too long");
@@ -692,6 +997,19 @@ session_run(const struct settings *s, const struct client *c, char **chain)
 	    c->host[0] ? ename : "unknown", c->localip, c->localport);
 	io_init(0, 1);
 	io_timeout(s->timeout_command);
+	/* only we say whether the session is encrypted or authenticated */
+	unsetenv("TLS_PROTOCOL");
+	unsetenv("TLS_CIPHER");
+	unsetenv("TLS_CIPHER_BITS");
+	unsetenv("AUTH_USER");
+	unsetenv("AUTH_METHOD");
+	ss.loopback = !strncmp(c->ip, "127.", 4) || !strcmp(c->ip, "::1");
+	ss.authenable = auth_available(s);
+	if (opt_implicit_tls) {
+		if (tls_prepare(s) < 0)
+			finish(&ss, "tls-unavailable");
+		start_tls(&ss);
+	}
 	greet(&ss);
 	read_commands(&ss);
 }

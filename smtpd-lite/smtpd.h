@@ -4,7 +4,9 @@
  * parts: io.c (client I/O with timeouts, output held back while more
  * pipelined input is waiting), data.c (DATA text -> spool file),
  * policy.c (Postfix policy delegation clients), chain.c (the delivery
- * chain), listen.c (the own -l listener), util.c (ids, dates, argv). */
+ * chain), listen.c (the own -l listener), util.c (ids, dates, argv),
+ * tls.c (STARTTLS and implicit TLS, OpenSSL), auth.c (SMTP AUTH:
+ * base64, password checks against auth.cdb). */
 #ifndef SMTPD_H
 #define SMTPD_H
 #include <stddef.h>
@@ -32,6 +34,37 @@ int io_fill(const char **p, size_t *n);
 void io_consume(size_t n);
 void io_put(const char *s, size_t n);
 int io_flush(void);		/* 0 ok, -1 the client is gone */
+void io_fds(int *rfd, int *wfd);
+struct ssl_st;
+void io_set_tls(struct ssl_st *ssl);	/* from now on, I/O through TLS */
+int io_tls_active(void);
+void io_tls_end(void);		/* send close_notify, free the session */
+/* Throw away buffered input; returns how many bytes there were. */
+size_t io_discard_input(void);
+
+/* ---- tls.c ---- */
+struct tls_info {
+	char protocol[32];	/* "TLSv1.3" */
+	char cipher[128];	/* "TLS_AES_256_GCM_SHA384" */
+	int bits, alg_bits;
+};
+int tls_configured(const struct settings *s);	/* tls_cert is set */
+/* Read the certificate and key (per connection: renewals need no
+ * restart). 0 ready, -1 trouble (logged). */
+int tls_prepare(const struct settings *s);
+/* Handshake on io.c's descriptors after tls_prepare(); on success io.c
+ * reads and writes through TLS. 0 ok, -1 failed (logged with ip). */
+int tls_handshake(long long timeout, const char *ip, struct tls_info *ti);
+
+/* ---- auth.c ---- */
+/* Strict base64 (RFC 4648, padding required): decoded length, or -1. */
+long b64_decode(const char *in, size_t inlen, char *out, size_t cap);
+/* Password check against CONFDIR/auth.cdb, about the same work whether
+ * or not the user exists: 1 good, 0 bad, -1 temporary trouble. */
+int auth_check(const struct settings *s, const char *user, const char *pass);
+int auth_available(const struct settings *s);	/* CONFDIR/auth.cdb exists */
+/* May user send as sender (CONFDIR/senders.cdb)? 1/0, -1 trouble. */
+int auth_sender_ok(const struct settings *s, const char *sender, const char *user);
 
 /* ---- util.c ---- */
 void make_id(char *dst, size_t len);	/* Maildir-safe, unique */
@@ -69,6 +102,10 @@ void policy_init(const struct settings *s, const char *bindir,
     const char *ip, const char *name, const char *localip, const char *localport,
     const char *remoteport);
 void policy_check(const struct preq *q, struct pres *r);
+/* Attributes of later requests: encryption_protocol, encryption_cipher,
+ * encryption_keysize; sasl_method, sasl_username ("" = none). */
+void policy_set_tls(const char *protocol, const char *cipher, int bits);
+void policy_set_sasl(const char *method, const char *user);
 void pres_free(struct pres *r);
 void policy_close(void);
 
@@ -101,9 +138,13 @@ struct client {
 void session_run(const struct settings *s, const struct client *c, char **chain);
 
 /* ---- listen.c ---- */
-void listen_run(const struct settings *s, char **addrs, int naddrs, char **chain);
+/* tls[i]: implicit TLS on addrs[i] (-L) */
+void listen_run(const struct settings *s, char **addrs, const int *tls, int naddrs,
+    char **chain);
 
 /* ---- main.c ---- */
+extern int opt_implicit_tls;	/* -T, or a -L listener: TLS from the first byte */
+extern int opt_submission;	/* -m: AUTH required before MAIL (RFC 6409) */
 const char *smtpd_bindir(const struct settings *s);
 int smtpd_have_rules(const struct settings *s);	/* CONFDIR/rules exists */
 void drop_privileges(const struct settings *s);

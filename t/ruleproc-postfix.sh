@@ -1,5 +1,6 @@
 # ruleproc -m under a real, private Postfix (smtpd_milters) delivering
-# into Maildirs: the rules' effects must show in the delivered mail.
+# into Maildirs: the rules' effects must show in the delivered mail. The
+# same rules also serve Postfix as a policy service (spawn, -p).
 . "$TOP/t/lib.sh"
 . "$TOP/t/helpers/postfix.sh"
 if ! command -v postfix >/dev/null || [ "$(id -u)" != 0 ]; then
@@ -8,6 +9,9 @@ fi
 newconf
 C=$T/conf
 cat >"$C/rules" <<'EOF'
+rule "Gone"
+    recipient gone@example.com
+    reject 550 5.1.1 "Gone for good"
 rule "Night"
     recipient night@example.com
     tempfail 451 4.3.2 "Sleeping, try later"
@@ -44,7 +48,7 @@ trap 'pf_stop; cleanup' EXIT
 V=$T/vmail
 mkdir -p "$V"
 chown nobody "$V"
-for u in alice bob dave sales archive night carol; do echo "$u@example.com example.com/$u/"; done >"$T/vmaps"
+for u in alice bob dave sales archive night carol gone; do echo "$u@example.com example.com/$u/"; done >"$T/vmaps"
 pf_conf "virtual_mailbox_domains = example.com"
 pf_conf "virtual_mailbox_base = $V"
 pf_conf "virtual_mailbox_maps = texthash:$T/vmaps"
@@ -53,6 +57,9 @@ pf_conf "virtual_gid_maps = static:$(id -g nobody)"
 pf_conf "smtpd_milters = unix:$S"
 pf_conf "milter_default_action = tempfail"
 pf_conf "milter_protocol = 6"
+pf_master "rulepolicy unix - n n - 0 spawn user=nobody argv=$BIN/ruleproc -p -c $C"
+pf_conf "rulepolicy_time_limit = 3600"
+pf_conf "smtpd_recipient_restrictions = reject_unauth_destination, check_policy_service unix:private/rulepolicy"
 ok "private postfix starts with ruleproc as its milter" pf_start
 
 send() { # from rcpt... < message ; prints the replies
@@ -97,8 +104,11 @@ o=$(printf 'Subject: order\n\nplease quote\n' | send x@example.net sales@example
 like "$(mailbox sales)" "please quote" "copy: sales gets it"
 like "$(mailbox archive)" "please quote" "copy: archive gets it too"
 
+o=$(printf 'Subject: x\n\nx\n' | send x@example.net gone@example.com)
+like "$o" "RCPT gone@example.com 550 5.1.1 <gone@example.com>: Recipient address rejected: Gone for good" "policy service (spawn) rejects at RCPT in Postfix's words"
+
 o=$(printf 'Subject: x\n\nx\n' | send x@example.net night@example.com)
-like "$o" "RCPT night@example.com 451 4.3.2 Sleeping, try later" "tempfail at RCPT with the rule's reply"
+like "$o" "RCPT night@example.com 451 4.3.2 .*Sleeping, try later" "tempfail at RCPT with the rule's reply (policy service first)"
 
 o=$(printf 'Subject: invoice\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain\n\nsee attached\n--b\nContent-Type: application/octet-stream; name="invoice.exe"\nContent-Transfer-Encoding: base64\n\nTVqQAAMAAAAEAAAA\n--b--\n' | send x@example.net carol@example.com)
 like "$o" "DATA 550 5.7.1 No executables here" "executable rejected at end of data with the rule's reply"

@@ -154,7 +154,11 @@ dry_run(const struct opts *o)
 		if (tr.len)
 			buf_add(&out, tr.s, tr.len);
 		/* what the SMTP dialogue would already answer (policy service, milter) */
-		buf_adds(&out, "\nduring the SMTP dialogue (ruleproc -p, ruleproc -m):\n");
+		buf_adds(&out, "\nduring the SMTP dialogue (ruleproc -p; the milter answers MAIL and RCPT):\n");
+		buf_adds(&out, "  connect: ");
+		early(&l.rs, &e, ST_CONNECT, -1, &out);
+		buf_adds(&out, "  HELO: ");
+		early(&l.rs, &e, ST_HELO, -1, &out);
 		buf_adds(&out, "  MAIL FROM: ");
 		early(&l.rs, &e, ST_MAIL, -1, &out);
 		for (i = 0; i < e.nrcpt; i++) {

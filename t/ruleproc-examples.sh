@@ -75,6 +75,7 @@ ex "Fake HELO"
 msg 'Subject: x\n\nx\n'
 like "$(dec -r alice@example.com -i 203.0.113.9 -H mail.example.com)" "^reject 550 5.7.1 You are not example.com" "fake HELO rejected"
 like "$(dec -r alice@example.com -i 203.0.113.9 -H mail.example.net)" "^deliver" "other HELO passes"
+like "$(ruleproc -n -R "$T/ex" -r alice@example.com -i 203.0.113.9 -H mail.example.com <"$T/msg" | grep '^  HELO: ')" "HELO: 550 5.7.1 You are not example.com" "fake HELO: the policy service answers at HELO already"
 
 ex "Weekend support"
 like "$(out -r support@example.com -w 'sun 10:00')" "oncall@example.com" "weekend: copy to on-call"

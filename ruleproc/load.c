@@ -224,6 +224,23 @@ rp_check(const struct opts *o)
 		for (i = 0; i < rs.nrules; i++)
 			printf("  %d. line %d, %s stage: %s\n", i + 1, rs.rules[i].line,
 			    rules_stage_name(rs.rules[i].stage), rs.rules[i].name);
+	/* an envelope rule behind a later-stage rule that may stop is only
+	 * decided after DATA (see rules(5), Stages): say so */
+	{
+		int late = -1;
+		for (i = 0; i < rs.nrules; i++) {
+			const struct rule *r = &rs.rules[i];
+			if (late >= 0 && r->stage < rs.rules[late].stage &&
+			    r->has_final && (r->final == A_REJECT || r->final == A_TEMPFAIL))
+				fprintf(stderr, "%s:%d: note: rule \"%s\" (%s stage) can only %s after DATA: "
+				    "rule \"%s\" (line %d, %s stage) comes first and may stop processing\n",
+				    path, r->line, r->name, rules_stage_name(r->stage),
+				    r->final == A_REJECT ? "reject" : "tempfail", rs.rules[late].name,
+				    rs.rules[late].line, rules_stage_name(rs.rules[late].stage));
+			if (!r->cont && (late < 0 || r->stage > rs.rules[late].stage))
+				late = i;
+		}
+	}
 	rules_free(&rs);
 	if (!o->rulesfile) {
 		if (rp_install_ok(o->confdir, text.s ? text.s : "", text.len) < 0) {

@@ -91,3 +91,8 @@ ruleproc -t -R "$T/order" >/dev/null 2>"$T/err"; is "$?" 0 "-t: a note is not an
 is "$(cat "$T/err")" "$T/order:4: note: rule \"Old\" (rcpt stage) can only reject after DATA: rule \"Junk\" (line 1, data stage) comes first and may stop processing" "-t notes a postponed envelope rule"
 printf 'rule "Old"\n    recipient *@old.example\n    reject\nrule "Junk"\n    header Subject *spam*\n    folder Junk\n' >"$T/order"
 is "$(ruleproc -t -R "$T/order" 2>&1 >/dev/null)" "" "-t: no note when envelope rules come first"
+# the sample's commented examples, all switched on, are valid and in a good order
+sed -n '/^body-scan/,$p' "$TOP/conf/rules" | sed 's/^# \(rule \|    \)/\1/' | grep -v '^#' >"$T/allrules"
+ruleproc -t -R "$T/allrules" >"$T/out" 2>"$T/err"; is "$?" 0 "sample conf/rules with every example switched on is valid"
+is "$(cat "$T/err")" "" "... and no envelope rule is postponed"
+like "$(cat "$T/out")" "11 rules OK" "... all 11 rules"

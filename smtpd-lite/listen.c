@@ -275,6 +275,8 @@ listen_run(const struct settings *s, char **addrs, const int *tls, int naddrs, c
 	for (i = 0; i < naddrs; i++)
 		lfd[i] = bind_one(addrs[i]);
 	drop_privileges(s);
+	if (tls_configured(s))
+		tls_preinit();
 	nslots = s->max_connections;
 	slots = xcalloc((size_t)nslots, sizeof *slots);
 	setup_signals();

@@ -49,6 +49,7 @@ struct tls_info {
 	int bits, alg_bits;
 };
 int tls_configured(const struct settings *s);	/* tls_cert is set */
+void tls_preinit(void);		/* listener: initialise OpenSSL before forking */
 /* Read the certificate and key (per connection: renewals need no
  * restart). 0 ready, -1 trouble (logged). */
 int tls_prepare(const struct settings *s);

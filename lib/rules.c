@@ -1130,7 +1130,19 @@ rules_cond_str(const struct rcond *c, struct buf *b)
 		cidr_format(&c->cidrs[i].ip, c->cidrs[i].len, tmp, sizeof tmp);
 		buf_printf(b, " %s", tmp);
 	}
-	if (c->kind == C_SIZE || c->kind == C_RCPTCOUNT)
+	if (c->kind == C_SIZE && c->num >= 1024 && c->num % 1024 == 0) {
+		long long n = c->num;
+		const char *u = "K";
+		if (n % (1024 * 1024) == 0) {
+			n /= 1024;
+			u = "M";
+			if (n % (1024 * 1024) == 0) {
+				n /= 1024;
+				u = "G";
+			}
+		}
+		buf_printf(b, " %s %lld%s", ops[c->op], n / 1024, u);
+	} else if (c->kind == C_SIZE || c->kind == C_RCPTCOUNT)
 		buf_printf(b, " %s %lld", ops[c->op], c->num);
 	if (c->kind == C_TIME)
 		buf_printf(b, " %02d:%02d-%02d:%02d", c->from / 60, c->from % 60, c->to / 60, c->to % 60);

@@ -694,7 +694,11 @@ rules_run(const struct ruleset *rs, const struct renv *e, enum rstage upto,
 					    stage_reason(r->stage), rules_stage_name(upto));
 				continue;
 			}
-			res->undecided = i + 1;
+			/* it matters only if a later rule could answer now */
+			for (j = i + 1; j < rs->nrules; j++)
+				if (rs->rules[j].stage <= upto && rs->rules[j].has_final &&
+				    (rs->rules[j].final == A_REJECT || rs->rules[j].final == A_TEMPFAIL))
+					res->undecided = i + 1;
 			if (trace)
 				buf_printf(trace, "    not evaluated: needs %s, not known at %s time; "
 				    "it could stop processing, so no later rule decides now\n",
@@ -763,6 +767,11 @@ rules_run(const struct ruleset *rs, const struct renv *e, enum rstage upto,
 	}
 	if (trace && res->v == V_DELIVER && i == rs->nrules && !res->undecided)
 		buf_adds(trace, "end of rules\n");
+	if (trace && res->v != V_DELIVER && i + 1 < rs->nrules)
+		buf_printf(trace, "rules %d-%d not evaluated: the message is decided\n", i + 1,
+		    rs->nrules);
+	else if (trace && res->v != V_DELIVER && i < rs->nrules)
+		buf_printf(trace, "rule %d not evaluated: the message is decided\n", i + 1);
 	if (res->v == V_DELIVER && e->nrcpt > 0 && !res->ncopies) {
 		for (j = 0; j < e->nrcpt && res->r[j].discard; j++)
 			;

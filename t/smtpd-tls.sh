@@ -65,6 +65,17 @@ nok "implicit TLS: STARTTLS not offered" sh -c "echo '$out' | grep '^ehlo' | gre
 like "$out" '^data 250 2\.0\.0 Ok' "implicit TLS: message accepted"
 like "$(msgof)" 'with ESMTPS id' "implicit TLS: Received: with ESMTPS"
 
+# a big message and pipelining under TLS: many TLS records, replies in order
+out=$($C session starttls 127.0.0.1 $port --to alice@example.com --size 3000000)
+like "$out" '^data 250 2\.0\.0 Ok' "3 MB message under TLS accepted"
+is "$(grep -c '^\.x\{76\}$' "$(lastmsg)")" 37974 "... every line arrived, dot-unstuffed"
+if command -v swaks >/dev/null; then
+	ok "swaks --tls --pipeline" swaks -S --tls --pipeline --server 127.0.0.1:$port --from bob@remote.test \
+	    --to alice@example.com,bob@example.com
+fi
+like "$(sed -n '/^protocol_state=CONNECT/,/^--/p' "$T/pol/log" | grep '^encryption_protocol=TLS' | head -1)" \
+	'^encryption_protocol=TLSv1' "implicit TLS: the CONNECT request already has encryption_protocol"
+
 # state reset: after STARTTLS the client must greet again
 out=$(python3 - 127.0.0.1 $port <<'EOF'
 import smtplib, ssl, sys

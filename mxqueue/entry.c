@@ -13,6 +13,7 @@
  * delay_warning. Finally info/ID is rewritten (tmp, fsync, rename,
  * fsync) or, when nothing is left, the entry removed. */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -128,9 +129,14 @@ do_smtp(const struct mxq *q, struct queue_info *qi, int msgfd, char *due, long l
 	struct smtp_rcpt sr[MXQ_RCPT_MAX];
 	struct queue_rcpt *grp[MXQ_RCPT_MAX];
 	struct smtp_msg m;
-	struct dest d;
-	char dom[300], dom2[300], err[MXQ_REPLY_MAX], cached[300] = "";
-	int eightbit = -1, rc = ROUTE_OK;
+	/* the route of the last domain, kept for this worker's next entries
+	 * (a minute at most) */
+	static struct dest d;
+	static char err[MXQ_REPLY_MAX], cached[300];
+	static int rc;
+	static long long when;
+	char dom[300], dom2[300];
+	int eightbit = -1;
 	size_t i, j, n;
 
 	for (i = 0; i < qi->nrcpt; i++) {
@@ -153,9 +159,10 @@ do_smtp(const struct mxq *q, struct queue_info *qi, int msgfd, char *due, long l
 			sr[n].reply[0] = 0;
 			n++;
 		}
-		if (strcmp(cached, dom) || rc != ROUTE_OK) {
+		if (strcmp(cached, dom) || rc != ROUTE_OK || now - when > 60) {
 			rc = route_resolve(q, dom, &d, err, sizeof err);
 			strlcpy(cached, dom, sizeof cached);
+			when = now;
 		}
 		if (rc != ROUTE_OK) {
 			for (j = 0; j < n; j++)
@@ -169,7 +176,7 @@ do_smtp(const struct mxq *q, struct queue_info *qi, int msgfd, char *due, long l
 		m.sender = qi->sender;
 		m.dt = r->dt;
 		m.eightbit = eightbit;
-		smtp_send(q, &d, &m, sr, n);
+		smtp_send(q, dom, &d, &m, sr, n);
 		for (j = 0; j < n; j++)
 			result(q, qi, grp[j], now, sr[j].code, sr[j].reply);
 	}
@@ -219,29 +226,16 @@ notify(const struct mxq *q, struct queue_info *qi, int msgfd, long long now)
 	}
 }
 
-long long
-entry_run(const struct mxq *q, const char *id)
+/* Work on the locked entry (fd: mess/ID, qi: its state); frees qi and
+ * closes fd. */
+static long long
+entry_work(const struct mxq *q, const char *id, int fd, struct queue_info *qip)
 {
-	struct queue_info qi;
+	struct queue_info qi = *qip;
 	char err[600], *due, age[40];
 	long long now, left;
-	int fd;
 	size_t i, npend = 0, nfail = 0;
 
-	log_init("mxqueue", id);
-	if ((fd = queue_lock(q->s.queuedir, id, 0)) < 0) {
-		if (errno != EWOULDBLOCK && errno != ENOENT)
-			log_warnsys("cannot lock %s", id);
-		return -1;
-	}
-	if (queue_info_read(q->s.queuedir, id, &qi, err, sizeof err) < 0) {
-		int e = errno;
-		close(fd);
-		if (e == ENOENT)
-			return 0;
-		log_warn("%s", err);
-		return -1;
-	}
 	now = (long long)time(NULL);
 	due = xcalloc(qi.nrcpt + 1, 1);
 	for (i = 0; i < qi.nrcpt; i++) {
@@ -307,4 +301,106 @@ entry_run(const struct mxq *q, const char *id)
 	queue_info_free(&qi);
 	close(fd);
 	return left;
+}
+
+/* Lock and read an entry. 0 ok (fd, qi), -1 busy, gone or unreadable. */
+static int
+entry_open(const struct mxq *q, const char *id, int *fd, struct queue_info *qi, int quiet)
+{
+	char err[600];
+
+	if ((*fd = queue_lock(q->s.queuedir, id, 0)) < 0) {
+		if (errno != EWOULDBLOCK && errno != ENOENT && !quiet)
+			log_warnsys("cannot lock %s", id);
+		return -1;
+	}
+	if (queue_info_read(q->s.queuedir, id, qi, err, sizeof err) < 0) {
+		int e = errno;
+		close(*fd);
+		if (e != ENOENT && !quiet)
+			log_warn("%s", err);
+		errno = e;
+		return -1;
+	}
+	return 0;
+}
+
+long long
+entry_run(const struct mxq *q, const char *id)
+{
+	struct queue_info qi;
+	int fd;
+
+	log_init("mxqueue", id);
+	if (entry_open(q, id, &fd, &qi, 0) < 0)
+		return errno == ENOENT ? 0 : -1;
+	return entry_work(q, id, fd, &qi);
+}
+
+/* Is every due recipient of qi an SMTP one for domain dom (and is one
+ * due)? Then it can use the open connection. */
+static int
+same_dest(const struct mxq *q, const struct queue_info *qi, const char *dom, long long now)
+{
+	char d[300];
+	size_t i;
+	int any = 0;
+
+	for (i = 0; i < qi->nrcpt; i++) {
+		const struct queue_rcpt *r = &qi->rcpt[i];
+		if (r->state == QS_FAILED)
+			return 0;
+		if (r->state != QS_PENDING || (!q->force && r->next_try > now))
+			continue;
+		if (r->kind != QK_RELAY && r->kind != QK_FORWARD)
+			return 0;
+		addr_domain_of(r->addr, d, sizeof d);
+		if (strcmp(d, dom))
+			return 0;
+		any = 1;
+	}
+	return any;
+}
+
+void
+entry_batch(const struct mxq *q, const char *first, int max)
+{
+	char dir[4200];
+	DIR *dp;
+	struct dirent *de;
+	int done = 0, looked = 0;
+
+	(void)entry_run(q, first);
+	snprintf(dir, sizeof dir, "%s/info", q->s.queuedir);
+	while (done < max && smtp_cached()) {
+		char dom[300];
+		int found = 0;
+		strlcpy(dom, smtp_cached(), sizeof dom);
+		if (!(dp = opendir(dir)))
+			break;
+		while (done < max && looked < 1000 && (de = readdir(dp)) && smtp_cached() &&
+		    !strcmp(smtp_cached(), dom)) {
+			struct queue_info qi;
+			int fd;
+			if (de->d_name[0] == '.' || !queue_id_ok(de->d_name) ||
+			    !strcmp(de->d_name, first))
+				continue;
+			looked++;
+			if (entry_open(q, de->d_name, &fd, &qi, 1) < 0)
+				continue;
+			if (!same_dest(q, &qi, dom, (long long)time(NULL))) {
+				queue_info_free(&qi);
+				close(fd);
+				continue;
+			}
+			log_init("mxqueue", de->d_name);
+			(void)entry_work(q, de->d_name, fd, &qi);
+			found = 1;
+			done++;
+		}
+		closedir(dp);
+		if (!found || looked >= 1000)
+			break;
+	}
+	smtp_close(q);
 }

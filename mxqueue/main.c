@@ -457,6 +457,7 @@ main(int argc, char **argv)
 				fprintf(stderr, "mxqueue: %s: busy or unreadable\n", argv[i]);
 				bad++;
 			}
+		smtp_close(&q);
 		return bad ? EXIT_TEMP : 0;
 	}
 	usage();

@@ -59,9 +59,14 @@ struct smtp_msg {
 	int eightbit;
 };
 /* Send msg to rcpt[0..n) trying d's addresses in order. Every
- * recipient ends with code 2xx, 4xx or 5xx and a reply. */
-void smtp_send(const struct mxq *q, const struct dest *d, const struct smtp_msg *m,
-    struct smtp_rcpt *r, size_t n);
+ * recipient ends with code 2xx, 4xx or 5xx and a reply. The connection
+ * stays open afterwards for the next call with the same key (the
+ * destination domain); smtp_close() ends it with QUIT. */
+void smtp_send(const struct mxq *q, const char *key, const struct dest *d,
+    const struct smtp_msg *m, struct smtp_rcpt *r, size_t n);
+/* The key of the open connection, or NULL. */
+const char *smtp_cached(void);
+void smtp_close(const struct mxq *q);
 
 /* ---- local.c ---- */
 /* Deliver to a Maildir (kind maildir). 0 ok, or -1 with "4.x.y ..." */
@@ -87,6 +92,12 @@ int bounce_queue(const struct mxq *q, int msgfd, const struct queue_info *qi,
  * the earliest next try of what is left (0: nothing left, -1: busy or
  * unreadable). */
 long long entry_run(const struct mxq *q, const char *id);
+/* entry_run(first), then, while the SMTP connection it used is open,
+ * up to max more entries whose due recipients all go to that same
+ * destination (each locked and updated on its own), over the same
+ * connection; then QUIT. */
+#define MXQ_BATCH 100
+void entry_batch(const struct mxq *q, const char *first, int max);
 /* The earliest next try of a pending recipient, 0 when none; and the
  * domain of the first pending SMTP recipient into dom (may be ""). */
 long long entry_due(const struct queue_info *qi, char *dom, size_t domlen);

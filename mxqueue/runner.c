@@ -185,7 +185,7 @@ start_worker(struct state *st, const char *id, uint64_t idh, uint32_t domh)
 			close(st->trig);
 		if (st->trig_keep >= 0)
 			close(st->trig_keep);
-		(void)entry_run(st->q, id);
+		entry_batch(st->q, id, MXQ_BATCH);
 		_exit(0);
 	}
 	st->w[st->nw].pid = pid;

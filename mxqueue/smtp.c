@@ -366,178 +366,219 @@ send_text(const struct mxq *q, struct conn *c, const struct smtp_msg *m)
 	return conn_flush(c, q->s.smtp_timeout_block);
 }
 
-/* One address. Returns 1 when the transaction took place (every
- * recipient has its answer), 0 to try the next address. */
-static int
-try_one(const struct mxq *q, const struct dest_addr *a, const struct smtp_msg *m,
-    struct smtp_rcpt *r, size_t n, char *last, size_t lastlen)
-{
+/* An open connection that has said EHLO/HELO, kept between
+ * transactions to the same destination (one worker, several entries). */
+struct session {
 	struct conn c;
+	int open;
+	int pipelining, size_ok, eightbit_ok;
+	long long maxsize;
+	int need_rset;		/* the last transaction did not end cleanly */
+	char key[300];		/* the destination it serves */
+};
+static struct session cache;
+
+static void
+session_close(const struct mxq *q, struct session *ss)
+{
+	struct reply rp;
+
+	if (!ss->open)
+		return;
+	if (!ss->c.dead) {
+		conn_cmd(&ss->c, "QUIT");
+		if (conn_flush(&ss->c, q->s.smtp_timeout_greeting) == 0)
+			(void)conn_reply(&ss->c, &rp, 2);
+	}
+	if (ss->c.fd >= 0)
+		close(ss->c.fd);
+	buf_free(&ss->c.out);
+	memset(ss, 0, sizeof *ss);
+	ss->c.fd = -1;
+}
+
+/* Connect, greeting, EHLO (HELO). 0 ok, -1 with the reason in last. */
+static int
+session_open(const struct mxq *q, const struct dest_addr *a, struct session *ss,
+    char *last, size_t lastlen)
+{
+	const struct settings *s = &q->s;
 	struct reply rp;
 	const char *arg;
-	int pipelining, size_ok, eightbit, accepted = 0, rc = 0;
+
+	memset(ss, 0, sizeof *ss);
+	ss->c.fd = -1;
+	if (conn_open(&ss->c, a, s->smtp_timeout_connect) < 0) {
+		xsnprintf(last, lastlen, "4.4.1 %s", ss->c.why);
+		return -1;
+	}
+	ss->open = 1;
+	if (conn_reply(&ss->c, &rp, s->smtp_timeout_greeting) / 100 != 2) {
+		if (ss->c.dead)
+			xsnprintf(last, lastlen, "4.4.2 %s: %s (greeting)", ss->c.host, ss->c.why);
+		else
+			fmt_reply(last, lastlen, ss->c.host, &rp), last[0] = '4';
+		session_close(q, ss);
+		return -1;
+	}
+	conn_cmd(&ss->c, "EHLO %s", s->hostname);
+	if (conn_flush(&ss->c, s->smtp_timeout_greeting) < 0 ||
+	    conn_reply(&ss->c, &rp, s->smtp_timeout_greeting) == 0) {
+		xsnprintf(last, lastlen, "4.4.2 %s: %s (EHLO)", ss->c.host, ss->c.why);
+		session_close(q, ss);
+		return -1;
+	}
+	if (rp.code / 100 != 2) {
+		conn_cmd(&ss->c, "HELO %s", s->hostname);
+		if (conn_flush(&ss->c, s->smtp_timeout_greeting) < 0 ||
+		    conn_reply(&ss->c, &rp, s->smtp_timeout_greeting) / 100 != 2) {
+			if (ss->c.dead)
+				xsnprintf(last, lastlen, "4.4.2 %s: %s (HELO)", ss->c.host, ss->c.why);
+			else
+				fmt_reply(last, lastlen, ss->c.host, &rp), last[0] = '4';
+			session_close(q, ss);
+			return -1;
+		}
+		rp.ext[0] = 0;
+	}
+	ss->pipelining = has_ext(rp.ext, "PIPELINING", NULL);
+	ss->size_ok = has_ext(rp.ext, "SIZE", &arg);
+	ss->maxsize = ss->size_ok ? atoll(arg) : 0;
+	ss->eightbit_ok = has_ext(rp.ext, "8BITMIME", NULL);
+	return 0;
+}
+
+/* One transaction on an open session. Returns 1 when it took place
+ * (every recipient has its answer), 0 to try the next address (the
+ * session is then closed). */
+static int
+transaction(const struct mxq *q, struct session *ss, const struct smtp_msg *m,
+    struct smtp_rcpt *r, size_t n, char *last, size_t lastlen)
+{
+	struct conn *c = &ss->c;
+	struct reply rp;
+	int accepted = 0, rset = ss->need_rset;
 	size_t i;
 	const struct settings *s = &q->s;
 
-	memset(&c, 0, sizeof c);
-	c.fd = -1;
 	for (i = 0; i < n; i++) {
 		r[i].code = 0;
 		r[i].reply[0] = 0;
 	}
-	if (conn_open(&c, a, s->smtp_timeout_connect) < 0) {
-		xsnprintf(last, lastlen, "4.4.1 %s", c.why);
-		return 0;
+	ss->need_rset = 1;	/* until the dot's reply says otherwise */
+	if (ss->maxsize > 0 && m->size > ss->maxsize) {
+		char t[MXQ_REPLY_MAX];
+		xsnprintf(t, sizeof t, "5.3.4 message too big for %s (%lld bytes, it takes %lld)",
+		    c->host, m->size, ss->maxsize);
+		set_all(r, n, 552, t, 0);
+		ss->need_rset = rset;
+		return 1;
 	}
-	if (conn_reply(&c, &rp, s->smtp_timeout_greeting) / 100 != 2) {
-		if (c.dead)
-			xsnprintf(last, lastlen, "4.4.2 %s: %s (greeting)", c.host, c.why);
-		else
-			fmt_reply(last, lastlen, c.host, &rp), last[0] = '4';
-		goto quit;
-	}
-	conn_cmd(&c, "EHLO %s", s->hostname);
-	if (conn_flush(&c, s->smtp_timeout_greeting) < 0 ||
-	    conn_reply(&c, &rp, s->smtp_timeout_greeting) == 0) {
-		xsnprintf(last, lastlen, "4.4.2 %s: %s (EHLO)", c.host, c.why);
-		goto quit;
-	}
-	if (rp.code / 100 != 2) {
-		conn_cmd(&c, "HELO %s", s->hostname);
-		if (conn_flush(&c, s->smtp_timeout_greeting) < 0 ||
-		    conn_reply(&c, &rp, s->smtp_timeout_greeting) / 100 != 2) {
-			if (c.dead)
-				xsnprintf(last, lastlen, "4.4.2 %s: %s (HELO)", c.host, c.why);
-			else
-				fmt_reply(last, lastlen, c.host, &rp), last[0] = '4';
-			goto quit;
-		}
-		rp.ext[0] = 0;
-	}
-	pipelining = has_ext(rp.ext, "PIPELINING", NULL);
-	size_ok = has_ext(rp.ext, "SIZE", &arg);
-	if (size_ok) {
-		long long max = atoll(arg);
-		if (max > 0 && m->size > max) {
-			char t[MXQ_REPLY_MAX];
-			xsnprintf(t, sizeof t, "5.3.4 message too big for %s (%lld bytes, it takes %lld)",
-			    c.host, m->size, max);
-			set_all(r, n, 552, t, 0);
-			rc = 1;
-			goto quit;
-		}
-	}
-	eightbit = m->eightbit && has_ext(rp.ext, "8BITMIME", NULL);
 
-	/* MAIL, RCPT..., DATA: in one write with PIPELINING */
-	{
-		char params[80] = "";
-		if (size_ok)
-			xsnprintf(params, sizeof params, " SIZE=%lld", m->size);
-		if (eightbit)
-			strlcat(params, " BODY=8BITMIME", sizeof params);
-		conn_cmd(&c, "MAIL FROM:<%s>%s", m->sender, params);
-	}
-	if (!pipelining && conn_flush(&c, s->smtp_timeout_mail) < 0)
-		goto lost;
-	if (pipelining) {
-		for (i = 0; i < n; i++)
-			conn_cmd(&c, "RCPT TO:<%s>", r[i].addr);
-		conn_cmd(&c, "DATA");
-		if (conn_flush(&c, s->smtp_timeout_mail) < 0)
+	/* [RSET,] MAIL, RCPT..., DATA: in one write with PIPELINING */
+	if (rset)
+		conn_cmd(c, "RSET");
+	if (rset && !ss->pipelining) {
+		if (conn_flush(c, s->smtp_timeout_mail) < 0 ||
+		    conn_reply(c, &rp, s->smtp_timeout_mail) / 100 != 2)
 			goto lost;
 	}
-	if (conn_reply(&c, &rp, s->smtp_timeout_mail) == 0)
+	{
+		char params[80] = "";
+		if (ss->size_ok)
+			xsnprintf(params, sizeof params, " SIZE=%lld", m->size);
+		if (m->eightbit && ss->eightbit_ok)
+			strlcat(params, " BODY=8BITMIME", sizeof params);
+		conn_cmd(c, "MAIL FROM:<%s>%s", m->sender, params);
+	}
+	if (!ss->pipelining && conn_flush(c, s->smtp_timeout_mail) < 0)
+		goto lost;
+	if (ss->pipelining) {
+		for (i = 0; i < n; i++)
+			conn_cmd(c, "RCPT TO:<%s>", r[i].addr);
+		conn_cmd(c, "DATA");
+		if (conn_flush(c, s->smtp_timeout_mail) < 0)
+			goto lost;
+		if (rset && conn_reply(c, &rp, s->smtp_timeout_mail) / 100 != 2)
+			goto lost;
+	}
+	if (conn_reply(c, &rp, s->smtp_timeout_mail) == 0)
 		goto lost;
 	if (rp.code / 100 != 2) {
 		char t[MXQ_REPLY_MAX];
-		fmt_reply(t, sizeof t, c.host, &rp);
-		if (rp.code / 100 == 4 && !pipelining) {
+		fmt_reply(t, sizeof t, c->host, &rp);
+		if (rp.code / 100 == 4 && !ss->pipelining) {
 			strlcpy(last, t, lastlen);	/* the next MX may take it */
-			goto quit;
+			session_close(q, ss);
+			return 0;
 		}
 		set_all(r, n, rp.code, t, 0);
-		rc = 1;
-		if (pipelining) {	/* the RCPT and DATA replies still come */
-			for (i = 0; i <= n && conn_reply(&c, &rp, s->smtp_timeout_rcpt); i++)
+		if (ss->pipelining) {	/* the RCPT and DATA replies still come */
+			for (i = 0; i <= n && conn_reply(c, &rp, s->smtp_timeout_rcpt); i++)
 				;
 		}
-		goto quit;
+		return 1;
 	}
 	for (i = 0; i < n; i++) {
-		if (!pipelining) {
-			conn_cmd(&c, "RCPT TO:<%s>", r[i].addr);
-			if (conn_flush(&c, s->smtp_timeout_rcpt) < 0)
+		if (!ss->pipelining) {
+			conn_cmd(c, "RCPT TO:<%s>", r[i].addr);
+			if (conn_flush(c, s->smtp_timeout_rcpt) < 0)
 				goto lost;
 		}
-		if (conn_reply(&c, &rp, s->smtp_timeout_rcpt) == 0)
+		if (conn_reply(c, &rp, s->smtp_timeout_rcpt) == 0)
 			goto lost;
 		r[i].code = rp.code;
-		fmt_reply(r[i].reply, sizeof r[i].reply, c.host, &rp);
+		fmt_reply(r[i].reply, sizeof r[i].reply, c->host, &rp);
 		if (rp.code / 100 == 2)
 			accepted++;
 	}
-	if (!pipelining) {
-		if (!accepted) {
-			rc = 1;
-			goto quit;
-		}
-		conn_cmd(&c, "DATA");
-		if (conn_flush(&c, s->smtp_timeout_data) < 0)
+	if (!ss->pipelining) {
+		if (!accepted)
+			return 1;
+		conn_cmd(c, "DATA");
+		if (conn_flush(c, s->smtp_timeout_data) < 0)
 			goto lost;
 	}
-	if (conn_reply(&c, &rp, s->smtp_timeout_data) == 0)
+	if (conn_reply(c, &rp, s->smtp_timeout_data) == 0)
 		goto lost;
 	if (rp.code != 354) {
 		char t[MXQ_REPLY_MAX];
-		fmt_reply(t, sizeof t, c.host, &rp);
+		fmt_reply(t, sizeof t, c->host, &rp);
 		if (accepted)
 			set_all(r, n, rp.code / 100 == 5 ? rp.code : 451, t, 1);
-		rc = 1;
-		goto quit;
+		return 1;
 	}
 	if (!accepted) {	/* 354 with nobody to send to: an empty text */
-		buf_adds(&c.out, ".\r\n");
-		if (conn_flush(&c, s->smtp_timeout_block) == 0)
-			(void)conn_reply(&c, &rp, s->smtp_timeout_dot);
-		rc = 1;
-		goto quit;
+		buf_adds(&c->out, ".\r\n");
+		if (conn_flush(c, s->smtp_timeout_block) == 0)
+			(void)conn_reply(c, &rp, s->smtp_timeout_dot);
+		return 1;
 	}
-	if (send_text(q, &c, m) < 0)
+	if (send_text(q, c, m) < 0)
 		goto lost;
-	if (conn_reply(&c, &rp, s->smtp_timeout_dot) == 0)
+	if (conn_reply(c, &rp, s->smtp_timeout_dot) == 0)
 		goto lost;
 	{
 		char t[MXQ_REPLY_MAX];
-		fmt_reply(t, sizeof t, c.host, &rp);
+		fmt_reply(t, sizeof t, c->host, &rp);
 		set_all(r, n, rp.code, t, 1);
 	}
-	rc = 1;
-	log_info("%s: %d accepted of %zu: %s", c.host, rp.code / 100 == 2 ? accepted : 0, n,
+	ss->need_rset = 0;
+	log_info("%s: %d accepted of %zu: %s", c->host, rp.code / 100 == 2 ? accepted : 0, n,
 	    rp.text);
-quit:
-	if (!c.dead) {
-		conn_cmd(&c, "QUIT");
-		if (conn_flush(&c, s->smtp_timeout_greeting) == 0)
-			(void)conn_reply(&c, &rp, 2);
-	}
-	if (c.fd >= 0)
-		close(c.fd);
-	buf_free(&c.out);
-	return rc;
+	return 1;
 lost:
 	/* the connection broke in the middle: whoever has no final answer
 	 * is tried again (at least once: a lost reply to the dot may mean
 	 * it was delivered) */
-	xsnprintf(last, lastlen, "4.4.2 %s: %s", c.host, c.why);
+	xsnprintf(last, lastlen, "4.4.2 %s: %s", c->host, c->why[0] ? c->why : "bad reply");
 	for (i = 0; i < n; i++)
 		if (r[i].code / 100 != 5) {
 			r[i].code = 451;
 			strlcpy(r[i].reply, last, sizeof r[i].reply);
 		}
-	if (c.fd >= 0)
-		close(c.fd);
-	buf_free(&c.out);
+	c->dead = 1;
+	session_close(q, ss);
 	/* nobody answered yet: the next address may do better */
 	for (i = 0; i < n; i++)
 		if (r[i].code / 100 == 5)
@@ -545,16 +586,40 @@ lost:
 	return accepted ? 1 : 0;
 }
 
+const char *
+smtp_cached(void)
+{
+	return cache.open && !cache.c.dead ? cache.key : NULL;
+}
+
 void
-smtp_send(const struct mxq *q, const struct dest *d, const struct smtp_msg *m,
-    struct smtp_rcpt *r, size_t n)
+smtp_close(const struct mxq *q)
+{
+	session_close(q, &cache);
+}
+
+void
+smtp_send(const struct mxq *q, const char *key, const struct dest *d,
+    const struct smtp_msg *m, struct smtp_rcpt *r, size_t n)
 {
 	char last[MXQ_REPLY_MAX] = "4.4.1 no address to send to";
 	int i;
 
-	for (i = 0; i < d->n; i++) {
-		if (try_one(q, &d->a[i], m, r, n, last, sizeof last))
+	if (cache.open && !cache.c.dead && !strcmp(cache.key, key)) {
+		/* the connection of the last entry: a failure of the old
+		 * connection itself (closed by the server meanwhile) is not
+		 * the recipients' fault: then a fresh one */
+		int rc = transaction(q, &cache, m, r, n, last, sizeof last);
+		if (rc == 1)
 			return;
+	}
+	session_close(q, &cache);
+	for (i = 0; i < d->n; i++) {
+		if (session_open(q, &d->a[i], &cache, last, sizeof last) == 0) {
+			strlcpy(cache.key, key, sizeof cache.key);
+			if (transaction(q, &cache, m, r, n, last, sizeof last))
+				return;
+		}
 		log_info("%s", last);
 	}
 	set_all(r, n, 451, last, 0);

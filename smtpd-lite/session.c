@@ -651,6 +651,7 @@ start_tls(struct sess *ss)
 	ss->auth_user[0] = 0;
 	ss->auth_method = NULL;
 	unsetenv("AUTH_USER");
+	unsetenv("AUTHUSER");
 	unsetenv("AUTH_METHOD");
 	policy_set_sasl("", "");
 	policy_set_tls(ss->ti.protocol, ss->ti.cipher, ss->ti.bits);
@@ -793,6 +794,7 @@ auth_verdict(struct sess *ss, const char *method, const char *user, const char *
 	snprintf(ss->auth_user, sizeof ss->auth_user, "%s", user);
 	ss->auth_method = method;
 	(void)setenv("AUTH_USER", ss->auth_user, 1);
+	(void)setenv("AUTHUSER", ss->auth_user, 1);	/* the name ruleproc(8) reads */
 	(void)setenv("AUTH_METHOD", method, 1);
 	policy_set_sasl(method, ss->auth_user);
 	log_info("auth ok ip=%s method=%s user=%s", ss->c->ip, method, e);
@@ -1002,6 +1004,7 @@ session_run(const struct settings *s, const struct client *c, char **chain)
 	unsetenv("TLS_CIPHER");
 	unsetenv("TLS_CIPHER_BITS");
 	unsetenv("AUTH_USER");
+	unsetenv("AUTHUSER");
 	unsetenv("AUTH_METHOD");
 	ss.loopback = !strncmp(c->ip, "127.", 4) || !strcmp(c->ip, "::1");
 	ss.authenable = auth_available(s);

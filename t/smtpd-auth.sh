@@ -124,8 +124,13 @@ like "$out" '^data 250 2\.0\.0' "relayed message accepted"
 like "$(msgof)" 'with ESMTPSA id' "Received: with ESMTPSA"
 like "$(msgof)" '^	\(authenticated sender: alice@example\.com\)$' "Received: the authenticated user"
 like "$(envof)" '^AUTH_USER=alice@example\.com$' "chain environment: AUTH_USER"
+like "$(envof)" '^AUTHUSER=alice@example\.com$' "chain environment: AUTHUSER (ruleproc's name)"
+like "$(envof)" '^AUTH_METHOD=(PLAIN|LOGIN)$' "chain environment: AUTH_METHOD"
 like "$(cat "$T/pol/log")" '^sasl_username=alice@example\.com$' "policy services get sasl_username"
 like "$(cat "$T/pol/log")" '^sasl_method=(PLAIN|LOGIN)$' "policy services get sasl_method"
+printf 'EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n' |
+	AUTH_USER=mallory AUTHUSER=mallory TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" $CH >/dev/null 2>>"$T/log"
+nok "AUTH_USER from the environment is not passed on" grep -q '^AUTH_USER=\|^AUTHUSER=' "$T/out/$(basename "$(lastmsg)" .msg).env"
 out=$($C session starttls 127.0.0.1 $port --to x@elsewhere.test)
 like "$out" '^rcpt 554 5\.7\.1 ' "under TLS without AUTH: relaying refused"
 out=$($C session starttls 127.0.0.1 $port --user alice@example.com --password wrong --to x@elsewhere.test)

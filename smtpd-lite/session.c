@@ -927,7 +927,8 @@ dispatch(struct sess *ss, char *line)
 	} else if (V("NOOP"))
 		reply(ss, "250 2.0.0 Ok");
 	else if (V("HELP"))
-		reply(ss, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY");
+		reply(ss, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY%s%s",
+		    tls_configured(ss->s) && !ss->tls ? " STARTTLS" : "", ss->authenable ? " AUTH" : "");
 	else if (V("VRFY")) {
 		if (!*arg)
 			bad(ss, "501 5.5.4 Syntax: VRFY address");

@@ -41,7 +41,7 @@ awk 'BEGIN {
 	print "rule \"Mark\"\n    add-header X-Rules checked\n    continue"
 }' >"$W/rules500"
 : >"$W/rules0"
-"$BIN/ruleproc" -t -R "$W/rules500" >/dev/null || { echo "generated rules do not parse" >&2; exit 1; }
+"$BIN/ruleproc" -t -R "$W/rules500" >/dev/null 2>&1 || { echo "generated rules do not parse" >&2; exit 1; }
 
 # ---- messages ----
 awk -v dir="$W" 'BEGIN {

@@ -232,11 +232,14 @@ rp_check(const struct opts *o)
 			const struct rule *r = &rs.rules[i];
 			if (late >= 0 && r->stage < rs.rules[late].stage &&
 			    r->has_final && (r->final == A_REJECT || r->final == A_TEMPFAIL))
-				fprintf(stderr, "%s:%d: note: rule \"%s\" (%s stage) can only %s after DATA: "
+				fprintf(stderr, "%s:%d: note: rule \"%s\" (%s stage) can %s only %s: "
 				    "rule \"%s\" (line %d, %s stage) comes first and may stop processing\n",
 				    path, r->line, r->name, rules_stage_name(r->stage),
-				    r->final == A_REJECT ? "reject" : "tempfail", rs.rules[late].name,
-				    rs.rules[late].line, rules_stage_name(rs.rules[late].stage));
+				    r->final == A_REJECT ? "reject" : "tempfail",
+				    rs.rules[late].stage == ST_DATA ? "after DATA" :
+				    rs.rules[late].stage == ST_RCPT ? "from RCPT on" :
+				    rs.rules[late].stage == ST_MAIL ? "from MAIL on" : "from HELO on",
+				    rs.rules[late].name, rs.rules[late].line, rules_stage_name(rs.rules[late].stage));
 			if (!r->cont && (late < 0 || r->stage > rs.rules[late].stage))
 				late = i;
 		}

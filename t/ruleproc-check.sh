@@ -88,7 +88,7 @@ ok "sample conf/rules is valid" ruleproc -t -R "$TOP/conf/rules"
 # -t points out envelope rules that a data-stage rule in front postpones
 printf 'rule "Junk"\n    header Subject *spam*\n    folder Junk\nrule "Old"\n    recipient *@old.example\n    reject\n' >"$T/order"
 ruleproc -t -R "$T/order" >/dev/null 2>"$T/err"; is "$?" 0 "-t: a note is not an error"
-is "$(cat "$T/err")" "$T/order:4: note: rule \"Old\" (rcpt stage) can only reject after DATA: rule \"Junk\" (line 1, data stage) comes first and may stop processing" "-t notes a postponed envelope rule"
+is "$(cat "$T/err")" "$T/order:4: note: rule \"Old\" (rcpt stage) can reject only after DATA: rule \"Junk\" (line 1, data stage) comes first and may stop processing" "-t notes a postponed envelope rule"
 printf 'rule "Old"\n    recipient *@old.example\n    reject\nrule "Junk"\n    header Subject *spam*\n    folder Junk\n' >"$T/order"
 is "$(ruleproc -t -R "$T/order" 2>&1 >/dev/null)" "" "-t: no note when envelope rules come first"
 # the sample's commented examples, all switched on, are valid and in a good order

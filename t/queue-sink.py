@@ -16,7 +16,8 @@ Every accepted message is written to OUTDIR/msg.N with the envelope in
 front ("X-Sink-From: ...", one "X-Sink-To: ..." per accepted
 recipient, "X-Sink-Params: ..." the MAIL FROM parameters), then the
 text exactly as received after undoing the dot-stuffing (CRLF kept).
-Every command line goes to OUTDIR/log. PID in OUTDIR/pid.
+Every command line goes to OUTDIR/log. PID in OUTDIR/pid. The most
+connections open at once so far is in OUTDIR/maxconc.
 """
 import os
 import socket
@@ -41,6 +42,16 @@ def opt(name, default=None):
 os.makedirs(out, exist_ok=True)
 lock = threading.Lock()
 count = [len([f for f in os.listdir(out) if f.startswith("msg.")])]
+conc = [0, 0]  # open now, most so far
+
+
+def conn_delta(d):
+    with lock:
+        conc[0] += d
+        if conc[0] > conc[1]:
+            conc[1] = conc[0]
+            with open(os.path.join(out, "maxconc"), "w") as f:
+                f.write("%d\n" % conc[1])
 
 
 def log(line):
@@ -54,6 +65,13 @@ class H(socketserver.StreamRequestHandler):
         self.wfile.flush()
 
     def handle(self):
+        conn_delta(1)
+        try:
+            self.session()
+        finally:
+            conn_delta(-1)
+
+    def session(self):
         greet = opt("--greet")
         if greet:
             self.send("%s sink not now" % greet)

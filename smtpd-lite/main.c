@@ -190,9 +190,9 @@ binpath(const struct settings *s, const char *prog)
 }
 
 /* The remaining arguments, else settings "chain", else
- * BINDIR/deliver -c CONFDIR (doc/INTERNALS.md). ruleproc's content
- * rules join through the "chain" setting:
- *   chain /usr/local/bin/ruleproc -c /etc/mx /usr/local/bin/deliver -c /etc/mx */
+ * BINDIR/ruleproc -c CONFDIR BINDIR/deliver -c CONFDIR when CONFDIR/rules
+ * exists (as the policy chain adds ruleproc -p), else
+ * BINDIR/deliver -c CONFDIR (doc/INTERNALS.md). */
 static char **
 chain_argv(const struct settings *s, int argc, char **argv)
 {
@@ -207,7 +207,12 @@ chain_argv(const struct settings *s, int argc, char **argv)
 			die(EXIT_TEMP, "4.3.0 settings: chain is empty");
 		return av;
 	}
-	av = xcalloc(4, sizeof *av);
+	av = xcalloc(7, sizeof *av);
+	if (smtpd_have_rules(s)) {
+		av[n++] = binpath(s, "ruleproc");
+		av[n++] = xstrdup("-c");
+		av[n++] = xstrdup(s->confdir);
+	}
 	av[n++] = binpath(s, "deliver");
 	av[n++] = xstrdup("-c");
 	av[n++] = xstrdup(s->confdir);

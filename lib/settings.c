@@ -75,6 +75,7 @@ static const struct key keys[] = {
 	NUMK("auth_failure_delay", K_TIME, auth_failure_delay, 0, 60, "2"),
 	NUMK("auth_max_failures", K_NUM, auth_max_failures, 1, 1000, "3"),
 	NUMK("auth_sender_check", K_BOOL, auth_sender_check, 0, 1, "no"),
+	STRK("auth_checkpassword", K_STR, auth_checkpassword, ""),
 };
 
 const char *

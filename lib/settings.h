@@ -56,6 +56,7 @@ struct settings {
 	long long auth_failure_delay;	/* seconds before a failed AUTH's reply */
 	long long auth_max_failures;	/* failed AUTHs before 421 and close */
 	int auth_sender_check;	/* MAIL FROM must be the user's (senders table) */
+	char auth_checkpassword[4096];	/* qmail checkpassword command, "" = auth.cdb */
 };
 
 /* Load CONFDIR/settings (a missing file gives the defaults).

@@ -106,6 +106,23 @@ tm() { s=$(date +%s%N); talk "EHLO c\r\nAUTH PLAIN $1\r\nQUIT\r\n" >/dev/null; e
 ta=$(tm "$W") tb=$(tm "$(b64 '\0nosuchuser\0wrong')")
 ok "unknown user and wrong password take about as long (${ta} ms, ${tb} ms)" \
 	test $((tb * 3)) -ge "$ta" -a $((ta * 3)) -ge "$tb"
+# qmail's checkpassword interface instead of the table
+cat >"$T/checkpw" <<'EOF'
+#!/usr/bin/env python3
+import os, sys
+u, p, t = os.read(3, 1024).split(b"\0")[:3]
+if u == b"cp" and p == b"secret" and t.isdigit():
+    os.execvp(sys.argv[1], sys.argv[1:])
+sys.exit(111 if u == b"tempfail" else 1)
+EOF
+chmod 755 "$T/checkpw"
+cp "$T/conf/settings" "$T/s.cp"
+echo "auth_checkpassword $T/checkpw" >>"$T/conf/settings"
+is "$(talk "EHLO c\r\nAUTH PLAIN $(b64 '\0cp\0secret')\r\nMAIL FROM:<>\r\nRCPT TO:<x@elsewhere.test>\r\nQUIT\r\n" | codes)" \
+	"220,250,235 2.7.0,250 2.1.0,250 2.1.5,221 2.0.0" "auth_checkpassword: good password 235, relay allowed"
+is "$(talk "EHLO c\r\nAUTH PLAIN $(b64 '\0cp\0wrong')\r\nAUTH PLAIN $(b64 '\0alice@example.com\0correct horse')\r\nAUTH PLAIN $(b64 '\0tempfail\0x')\r\nQUIT\r\n" | codes)" \
+	"220,250,535 5.7.8,535 5.7.8,454 4.7.0,221 2.0.0" "auth_checkpassword: exit 1 is 535 (the table is not used), exit 111 is 454"
+cp "$T/s.cp" "$T/conf/settings"
 grep -v '^auth_loopback_plaintext' "$T/conf/settings" >"$T/s.tmp" && cat "$T/s.tmp" >"$T/conf/settings"
 
 # ---- own listener: STARTTLS, then AUTH; relaying ----

@@ -112,8 +112,8 @@ waitsink() {	# waitsink WANT: until the sink has WANT files (5 min at most)
 	i=0
 	while [ "$(count)" -lt "$1" ] && [ $i -lt 6000 ]; do sleep 0.02; i=$((i + 1)); done
 }
-report() {
-	awk -v n="$N" -v got="$2" -v a="$3" -v c="$4" -v name="$1" 'BEGIN {
+report() {	# report NAME ARRIVED T0 T1 QUEUED
+	awk -v n="$5" -v got="$2" -v a="$3" -v c="$4" -v name="$1" 'BEGIN {
 		printf "%-22s %6d queued %6d arrived  delivery only %6.2f s: %6.0f msg/s\n",
 		    name, n, got, c - a, got / (c - a) }'
 }
@@ -122,13 +122,14 @@ kill "$RUNNER" 2>/dev/null; wait "$RUNNER" 2>/dev/null
 "$SOURCE" -s "$CONC" -m "$N" -l "$SIZE" -f bench@example.com -t "rcpt@bench.test" \
     "127.0.0.1:$OP" >"$T/source.out" 2>&1
 before=$(count)
+queued=$(ls "$T/queue/info" | wc -l)
 t0=$(now)
 mxqueue -c "$C" run -f 2>>"$T/mxqueue.log" &
 RUNNER2=$!
 bg_pid $RUNNER2
-waitsink $((before + N))
+waitsink $((before + queued))
 t2=$(now)
-report "mx (mxqueue run)" $(( $(count) - before )) "$t0" "$t2"
+report "mx (mxqueue run)" $(( $(count) - before )) "$t0" "$t2" "$queued"
 pf_conf "smtpd_end_of_data_restrictions = check_client_access static:HOLD"
 postfix -c "$T/pf/etc" reload >/dev/null 2>&1
 sleep 1
@@ -139,12 +140,13 @@ while [ "$(find "$T/pf/queue/hold" -type f 2>/dev/null | wc -l)" -lt "$N" ] && [
 	sleep 0.05; i=$((i + 1))
 done
 before=$(count)
+queued=$(find "$T/pf/queue/hold" -type f | wc -l)
 t0=$(now)
 postsuper -c "$T/pf/etc" -H ALL >/dev/null 2>&1	# to deferred/
 postqueue -c "$T/pf/etc" -f >/dev/null 2>&1	# and now
-waitsink $((before + N))
+waitsink $((before + queued))
 t2=$(now)
-report "postfix 3.7 (qmgr+smtp)" $(( $(count) - before )) "$t0" "$t2"
+report "postfix 3.7 (qmgr+smtp)" $(( $(count) - before )) "$t0" "$t2" "$queued"
 
 # CPU seconds (user+system, with reaped children) of our two parents
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15 + $16 + $17) / hz }' "/proc/$1/stat" 2>/dev/null; }

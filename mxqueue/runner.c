@@ -52,7 +52,7 @@ struct worker {
 	char id[128];
 };
 
-static volatile sig_atomic_t got_term;
+static volatile sig_atomic_t got_term, got_hup;
 static int sigpipe_w = -1;
 
 static void
@@ -62,6 +62,8 @@ on_signal(int sig)
 
 	if (sig == SIGTERM || sig == SIGINT)
 		got_term = 1;
+	if (sig == SIGHUP)
+		got_hup = 1;
 	if (sigpipe_w >= 0)
 		(void)!write(sigpipe_w, "", 1);
 	errno = e;
@@ -179,6 +181,7 @@ start_worker(struct state *st, const char *id, uint64_t idh, uint32_t domh)
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGINT, SIG_DFL);
 		signal(SIGCHLD, SIG_DFL);
+		signal(SIGHUP, SIG_DFL);
 		close(st->sigr);
 		close(sigpipe_w);
 		if (st->trig >= 0)
@@ -386,6 +389,7 @@ runner(struct mxq *q, const struct run_opts *o)
 	sigaction(SIGCHLD, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (!o->once) {
 		if (!o->foreground) {
@@ -407,6 +411,21 @@ runner(struct mxq *q, const struct run_opts *o)
 	}
 	while (!got_term) {
 		long long now = (long long)time(NULL), ms;
+		if (got_hup) {
+			/* new settings for the workers started from now on (the
+			 * queue directory and the limits of this process stay) */
+			struct settings ns;
+			char err[600];
+			got_hup = 0;
+			if (settings_load(&ns, q->s.confdir, err, sizeof err) < 0)
+				log_warn("SIGHUP: settings not reloaded: %s", err);
+			else {
+				strlcpy(ns.queuedir, q->s.queuedir, sizeof ns.queuedir);
+				settings_free(&q->s);
+				q->s = ns;
+				log_info("SIGHUP: settings reloaded");
+			}
+		}
 		if (now - last_clean >= 3600) {
 			runner_clean(q->s.queuedir);
 			last_clean = now;

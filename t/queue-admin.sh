@@ -115,5 +115,12 @@ is "$(qn)" 1 "foreground runner: a deferred entry waits"
 sink a 127.0.0.1 "$PA"
 mq flush >/dev/null
 ok "flush wakes the foreground runner: delivered" wait_for 'test "$(nmsg a)" -eq 4'
+# SIGHUP: settings read again (here: the name in EHLO)
+qset "hostname reloaded.example"
+kill -HUP "$fpid"
+ok "SIGHUP: logged" wait_for "grep -q 'settings reloaded' '$T/fg.log'"
+qadd alice@example.com h1@one.test
+ok "after SIGHUP the new settings apply (EHLO reloaded.example)" wait_for "grep -q '^EHLO reloaded.example' '$T/a/log'"
+ok "SIGHUP: the runner is still there" kill -0 "$fpid"
 kill "$fpid"
 ok "foreground runner: logs one line per event with the entry id" grep -Eq '^mxqueue\[[0-9]+\.M[0-9]+P[0-9]+Q[0-9]+\]: to=<f1@one.test> relay delivered' "$T/fg.log"

@@ -310,8 +310,18 @@ entry_open(const struct mxq *q, const char *id, int *fd, struct queue_info *qi, 
 	char err[600];
 
 	if ((*fd = queue_lock(q->s.queuedir, id, 0)) < 0) {
-		if (errno != EWOULDBLOCK && errno != ENOENT && !quiet)
+		int e = errno;
+		if (e == ENOENT && !quiet) {
+			/* info/ID without mess/ID: never made by queue_put
+			 * (message first) nor by queue_remove (info first);
+			 * the message is gone, so is the entry */
+			char p[4400];
+			snprintf(p, sizeof p, "%s/info/%s", q->s.queuedir, id);
+			if (unlink(p) == 0)
+				log_warn("info/%s without its message file: removed", id);
+		} else if (e != EWOULDBLOCK && e != ENOENT && !quiet)
 			log_warnsys("cannot lock %s", id);
+		errno = e;
 		return -1;
 	}
 	if (queue_info_read(q->s.queuedir, id, qi, err, sizeof err) < 0) {

@@ -243,8 +243,12 @@ pass(struct state *st)
 		} else {
 			struct queue_info qi;
 			if (queue_info_read(st->q->s.queuedir, de->d_name, &qi, err, sizeof err) < 0) {
-				/* being written or broken: a worker says why */
-				due = 1;
+				/* broken (info files are replaced atomically, so
+				 * never half-written): say so now and then */
+				if (errno != ENOENT)
+					log_warn("%s (looked at again in %llds)", err,
+					    st->q->s.queue_scan);
+				due = now + st->q->s.queue_scan;
 				domh = 0;
 			} else {
 				due = entry_due(&qi, dom, sizeof dom);

@@ -96,3 +96,18 @@ chmod 666 "$Q/info/$id" "$Q/mess/$id"
 qrun
 ok "truncated info: left alone (not sent, not removed)" test -e "$Q/info/$id"
 like "$(cat "$T/run.log")" 'truncated' "truncated info: logged"
+# ... and a runner does not spin on it: one warning per queue_scan
+start_runner
+sleep 2.5
+kill_runner
+n=$(grep -c 'truncated' "$T/runner.log")
+like "$n" '^[1-8]$' "daemon: a broken entry is looked at about once per queue_scan, no busy loop ($n warnings in 2.5 s)"
+rm -f "$Q/info/$id" "$Q/mess/$id"
+
+# 5. info/ID without mess/ID (never made by the queue code): removed
+id=1700000002.M1P1Q1
+printf 'mxqueue 1\nid %s\ncreated 1\nsender a@b\nrcpt\tpending\t0\t0\t0\trelay\tz@crash.test\tz@crash.test\t\t\t\t\nend\n' "$id" >"$Q/info/$id"
+chmod 666 "$Q/info/$id"
+qrun
+nok "info without its message: removed" test -e "$Q/info/$id"
+like "$(grep "$id" "$T/run.log")" 'without its message file' "... and logged"

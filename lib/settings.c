@@ -13,7 +13,7 @@
 #define MX_CONFDIR "/etc/mx"
 #endif
 
-enum kind { K_NUM, K_TIME, K_SIZE, K_STR, K_PATH, K_BOOL, K_ACCESS, K_LIST, K_CMD };
+enum kind { K_NUM, K_TIME, K_SIZE, K_STR, K_PATH, K_BOOL, K_ACCESS, K_RELAYBY, K_LIST, K_CMD };
 
 struct key {
 	const char *name;
@@ -45,6 +45,7 @@ static const struct key keys[] = {
 	STRK("spooldir", K_PATH, spooldir, "spool"),
 	STRK("user", K_STR, user, "nobody"),
 	STRK("access_default", K_ACCESS, access_default, "allow"),
+	STRK("relay_by", K_RELAYBY, relay_by, "ip-or-auth"),
 	STRK("recipient_delimiter", K_STR, recipient_delimiter, "+"),
 	NUMK("create_maildirs", K_BOOL, create_maildirs, 0, 1, "yes"),
 	STRK("bindir", K_PATH, bindir, ""),
@@ -162,6 +163,10 @@ set_one(struct settings *s, const struct key *k, const char *v)
 	case K_ACCESS:
 		if (strcmp(v, "allow") && strcmp(v, "deny") && strcmp(v, "relay"))
 			return "expected allow, deny or relay";
+		/* FALLTHROUGH */
+	case K_RELAYBY:
+		if (k->kind == K_RELAYBY && strcmp(v, "ip-or-auth") && strcmp(v, "ip") && strcmp(v, "auth"))
+			return "expected ip-or-auth, ip or auth";
 		/* FALLTHROUGH */
 	case K_STR:
 		if (strlcpy(base + k->off, v, k->len) >= k->len)
@@ -314,6 +319,7 @@ settings_print(const struct settings *s)
 		case K_STR:
 		case K_PATH:
 		case K_ACCESS:
+		case K_RELAYBY:
 			printf("%s %s\n", k->name, base + k->off);
 			break;
 		case K_LIST:

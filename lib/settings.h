@@ -25,6 +25,7 @@ struct settings {
 	char spooldir[4096];	/* smtpd-lite spools DATA here */
 	char user[64];		/* drop to this user when started as root */
 	char access_default[16];	/* allow | deny | relay */
+	char relay_by[16];	/* ip-or-auth | ip | auth: what lets a client relay */
 	char recipient_delimiter[8];	/* "+": user+tag@dom reaches user */
 	int create_maildirs;	/* create a missing listed Maildir */
 	char bindir[4096];	/* where the programs are (for the default chain) */

@@ -231,6 +231,20 @@ bare_postmaster(struct rc *rc, struct addr *a, struct verdict *v)
 	return 0;
 }
 
+/* The relay methods (VPOP3's): the client's address (access "relay", or
+ * RELAYCLIENT from tcprules) and SMTP AUTH; relay_by says which count. */
+static int
+relay_allowed(const struct rc *rc, const struct client *c, const struct access_result *ar)
+{
+	int by_ip = ar->action == ACCESS_RELAY || c->relay_env;
+
+	if (!strcmp(rc->s.relay_by, "ip"))
+		return by_ip;
+	if (!strcmp(rc->s.relay_by, "auth"))
+		return c->authenticated;
+	return by_ip || c->authenticated;
+}
+
 /* check_rcpt() once the client's access entry is known and not deny */
 static void
 rcpt_verdict(struct rc *rc, const struct client *c, const struct access_result *ar,
@@ -285,11 +299,12 @@ rcpt_verdict(struct rc *rc, const struct client *c, const struct access_result *
 			return;
 		}
 	}
-	if (ar->action == ACCESS_RELAY || c->relay_env) {
+	if (relay_allowed(rc, c, ar)) {
 		set(v, V_RELAY, 0, "");
 		if (WHY(rc))
-			snprintf(v->why, sizeof v->why, "not local; relay allowed by %s",
-			    ar->action == ACCESS_RELAY ? acc : "RELAYCLIENT or authentication");
+			snprintf(v->why, sizeof v->why, "not local; relay allowed by %s (relay_by %s)",
+			    ar->action == ACCESS_RELAY ? acc : c->relay_env ? "RELAYCLIENT" :
+			    "authentication", rc->s.relay_by);
 		return;
 	}
 	v->kind = V_REJECT;

@@ -68,7 +68,7 @@ worse(int a, int b)
 static int
 shell_mode(struct rc *rc, int argc, char **argv)
 {
-	struct client c = { argv[0], relay_env() };
+	struct client c = { argv[0], relay_env(), 0 };
 	struct verdict v;
 	char what[400];
 	int rc_exit, i;
@@ -265,7 +265,7 @@ bracket(const char *s, char *buf, size_t len)
 static void
 decide(struct rc *rc, const struct request *r, struct verdict *v)
 {
-	struct client c = { r->client, relay_env() || (r->sasl && *r->sasl) };
+	struct client c = { r->client, relay_env(), r->sasl && *r->sasl };
 	char tmp[1100];
 	const char *st = r->state ? r->state : "";
 

@@ -26,7 +26,8 @@ struct verdict {
 
 struct client {
 	const char *ip;		/* may be NULL/"" */
-	int relay_env;		/* RELAYCLIENT set, or authenticated */
+	int relay_env;		/* RELAYCLIENT set (tcprules: an IP method) */
+	int authenticated;	/* SMTP AUTH succeeded (sasl_username) */
 };
 
 int rc_open(struct rc *rc, const char *confdir, char *err, size_t errlen);

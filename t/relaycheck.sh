@@ -122,3 +122,19 @@ is "$(rcheck 2001:db8:1:3::1)" accept "IPv6 /48 beats /32"
 is "$(rcheck 2001:db8:1:2::7)" "reject 554 5.7.1 host6" "IPv6 /128"
 is "$(rcheck 2001:db8:1:2::8)" accept "IPv6 neighbour of a /128"
 is "$(rcheck fe80::1)" accept "IPv6 ::/0"
+
+# relay_by: which relay methods count (IP, AUTH, either)
+cp "$TOP/conf/access" "$C/access"; mkcdb -q -c "$C" -f
+pol() {	# client sasl_user -> action
+	printf 'request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=%s\nrecipient=x@elsewhere.test\nsasl_username=%s\n\n' "$1" "$2" |
+	    relaycheck -p -c "$C" | head -n 1
+}
+is "$(pol 127.0.0.2 '') $(pol 127.0.0.1 alice)" "action=OK action=OK" "relay_by ip-or-auth (default): either method"
+echo "relay_by auth" >>"$C/settings"
+is "$(pol 127.0.0.2 '') $(pol 127.0.0.1 alice)" "action=554 5.7.1 <x@elsewhere.test>: Relay access denied action=OK" "relay_by auth: a relay address alone is not enough"
+is "$(RELAYCLIENT= relaycheck -c "$C" 127.0.0.1 '<>' '<x@elsewhere.test>' 2>/dev/null | tail -n 1)" "reject 554 5.7.1 <x@elsewhere.test>: Relay access denied" "relay_by auth: RELAYCLIENT alone is not enough"
+sed -i 's/^relay_by auth$/relay_by ip/' "$C/settings"
+is "$(pol 127.0.0.2 '') $(pol 127.0.0.1 alice)" "action=OK action=554 5.7.1 <x@elsewhere.test>: Relay access denied" "relay_by ip: AUTH alone is not enough"
+sed -i 's/^relay_by ip$/relay_by sometimes/' "$C/settings"
+is "$(rcheck 127.0.0.1)" "defer 451 4.3.0 Configuration error" "bad relay_by: defer"
+sed -i '/^relay_by/d' "$C/settings"

@@ -114,8 +114,15 @@ reap(struct state *st)
 			continue;
 		if (WIFSIGNALED(status))
 			log_warn("worker for %s died of signal %d", st->w[i].id, WTERMSIG(status));
-		/* its entry changed: read it again at the next pass */
-		st->cache[st->w[i].idh % CACHE_SLOTS].idh = 0;
+		/* A changed entry has a new info file (new inode): the next
+		 * pass reads it again. One that did not change (busy with
+		 * another process, or the worker failed) waits a second
+		 * rather than being tried again at once. */
+		{
+			struct cslot *c = &st->cache[st->w[i].idh % CACHE_SLOTS];
+			if (c->idh == st->w[i].idh)
+				c->due = (long long)time(NULL) + 1;
+		}
 		st->w[i] = st->w[--st->nw];
 		st->skipped = 1;	/* a slot is free: look again */
 	}

@@ -7,7 +7,15 @@
  * refused; PIPELINING (MAIL, every RCPT and DATA in one write, RFC
  * 2920), SIZE= and BODY=8BITMIME when offered. Every recipient gets its
  * own reply. The text goes out with CRLF line ends and dot-stuffed.
- * Timeouts per RFC 5321 4.5.3.2 (settings smtp_timeout_*). */
+ * Timeouts per RFC 5321 4.5.3.2 (settings smtp_timeout_*).
+ *
+ * Opportunistic STARTTLS (RFC 3207, setting queue_tls): when EHLO
+ * offers it, STARTTLS, the handshake (OpenSSL, TLS 1.2 minimum, the
+ * library's ciphers, no certificate check), EHLO again. Not offered:
+ * plain text. Offered but refused, or a handshake that fails: never
+ * plain on that address; the next address, else a temporary failure.
+ * With queue_tls_ca_file, destinations from the routes table need
+ * STARTTLS and a certificate that verifies and names the route host. */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -23,6 +31,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
 #include "buf.h"
 #include "log.h"
 #include "mxqueue.h"
@@ -35,6 +47,8 @@ struct conn {
 	struct buf out;
 	int dead;		/* I/O error or timeout */
 	char why[200];		/* what went wrong with the connection */
+	SSL *ssl;		/* after STARTTLS */
+	char tls[160];		/* "TLSv1.3 cipher TLS_AES_256_GCM_SHA384", "" plain */
 };
 
 struct reply {
@@ -98,6 +112,101 @@ conn_fail(struct conn *c, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The last OpenSSL error (or the system's) as text. */
+static const char *
+tls_err(int e, char *buf, size_t len)
+{
+	unsigned long l = ERR_get_error();
+
+	if (l)
+		ERR_error_string_n(l, buf, len);
+	else if (e == SSL_ERROR_SYSCALL && errno)
+		xsnprintf(buf, len, "%s", strerror(errno));
+	else if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN)
+		xsnprintf(buf, len, "connection closed by the server");
+	else
+		xsnprintf(buf, len, "TLS error %d", e);
+	return buf;
+}
+
+/* Write some of p. > 0 bytes written; 0 wait for *ev and call again;
+ * -1 the connection is dead (conn_fail said why). */
+static ssize_t
+conn_write(struct conn *c, const char *p, size_t len, short *ev)
+{
+	ssize_t n;
+
+	if (c->ssl) {
+		char eb[160];
+		int r, e;
+		ERR_clear_error();
+		r = SSL_write(c->ssl, p, len > 1048576 ? 1048576 : (int)len);
+		if (r > 0)
+			return r;
+		e = SSL_get_error(c->ssl, r);
+		if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+			*ev = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
+			return 0;
+		}
+		conn_fail(c, "TLS error while sending (%s)", tls_err(e, eb, sizeof eb));
+		return -1;
+	}
+	for (;;) {
+		n = write(c->fd, p, len);
+		if (n > 0)
+			return n;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			*ev = POLLOUT;
+			return 0;
+		}
+		conn_fail(c, "connection lost while sending (%s)", strerror(errno));
+		return -1;
+	}
+}
+
+/* Read into c->in. > 0 bytes; 0 wait for *ev and call again; -1 dead. */
+static ssize_t
+conn_read(struct conn *c, short *ev)
+{
+	ssize_t r;
+
+	if (c->ssl) {
+		char eb[160];
+		int n, e;
+		ERR_clear_error();
+		n = SSL_read(c->ssl, c->in, sizeof c->in);
+		if (n > 0)
+			return n;
+		e = SSL_get_error(c->ssl, n);
+		if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+			*ev = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
+			return 0;
+		}
+		if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && !errno &&
+		    !ERR_peek_error()))
+			conn_fail(c, "connection closed by the server");
+		else
+			conn_fail(c, "TLS read error (%s)", tls_err(e, eb, sizeof eb));
+		return -1;
+	}
+	for (;;) {
+		r = read(c->fd, c->in, sizeof c->in);
+		if (r > 0)
+			return r;
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == EAGAIN) {
+			*ev = POLLIN;
+			return 0;
+		}
+		conn_fail(c, r == 0 ? "connection closed by the server" :
+		    "read error (%s)", strerror(errno));
+		return -1;
+	}
+}
+
 static int
 conn_flush(struct conn *c, long long timeout)
 {
@@ -107,22 +216,19 @@ conn_flush(struct conn *c, long long timeout)
 	if (c->dead)
 		return -1;
 	while (off < c->out.len) {
-		ssize_t n = write(c->fd, c->out.s + off, c->out.len - off);
+		short ev = 0;
+		ssize_t n = conn_write(c, c->out.s + off, c->out.len - off, &ev);
 		if (n > 0) {
 			off += (size_t)n;
 			deadline = now_ms() + timeout * 1000;	/* per block */
 			continue;
 		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN) {
-			int w = wait_fd(c->fd, POLLOUT, deadline);
+		if (n == 0) {
+			int w = wait_fd(c->fd, ev, deadline);
 			if (w > 0)
 				continue;
 			conn_fail(c, w == 0 ? "timeout while sending" : "poll error while sending");
-			return -1;
 		}
-		conn_fail(c, "connection lost while sending (%s)", strerror(errno));
 		return -1;
 	}
 	buf_clear(&c->out);
@@ -150,21 +256,25 @@ conn_line(struct conn *c, char *line, size_t len, long long deadline)
 		if (c->dead)
 			return -1;
 		{
-			int w = wait_fd(c->fd, POLLIN, deadline);
+			/* plain: wait, then read; TLS: read first (OpenSSL
+			 * may hold decrypted bytes), wait when it says so */
+			short ev = c->ssl ? 0 : POLLIN;
 			ssize_t r;
-			if (w <= 0) {
-				conn_fail(c, w == 0 ? "timeout waiting for a reply" :
-				    "poll error waiting for a reply");
-				return -1;
+			for (;;) {
+				if (ev) {
+					int w = wait_fd(c->fd, ev, deadline);
+					if (w <= 0) {
+						conn_fail(c, w == 0 ? "timeout waiting for a reply" :
+						    "poll error waiting for a reply");
+						return -1;
+					}
+				}
+				ev = 0;
+				if ((r = conn_read(c, &ev)) != 0)
+					break;
 			}
-			r = read(c->fd, c->in, sizeof c->in);
-			if (r < 0 && (errno == EINTR || errno == EAGAIN))
-				continue;
-			if (r <= 0) {
-				conn_fail(c, r == 0 ? "connection closed by the server" :
-				    "read error (%s)", strerror(errno));
+			if (r < 0)
 				return -1;
-			}
 			c->inpos = 0;
 			c->inlen = (size_t)r;
 		}
@@ -387,9 +497,12 @@ session_close(const struct mxq *q, struct session *ss)
 		return;
 	if (!ss->c.dead) {
 		conn_cmd(&ss->c, "QUIT");
-		if (conn_flush(&ss->c, q->s.smtp_timeout_greeting) == 0)
-			(void)conn_reply(&ss->c, &rp, 2);
+		if (conn_flush(&ss->c, q->s.smtp_timeout_greeting) == 0 &&
+		    conn_reply(&ss->c, &rp, 2) && ss->c.ssl)
+			(void)SSL_shutdown(ss->c.ssl);	/* close_notify, no wait */
 	}
+	if (ss->c.ssl)
+		SSL_free(ss->c.ssl);
 	if (ss->c.fd >= 0)
 		close(ss->c.fd);
 	buf_free(&ss->c.out);
@@ -397,10 +510,143 @@ session_close(const struct mxq *q, struct session *ss)
 	ss->c.fd = -1;
 }
 
-/* Connect, greeting, EHLO (HELO). 0 ok, -1 with the reason in last. */
+/* The TLS contexts of this process: [0] opportunistic (no certificate
+ * check), [1] verified against queue_tls_ca_file. NULL with err. */
+static SSL_CTX *
+tls_ctx(const struct mxq *q, int verify, char *err, size_t errlen)
+{
+	static SSL_CTX *ctx[2];
+	static char cafile[4096];
+	SSL_CTX *x;
+	char eb[160];
+
+	if (verify && ctx[1] && strcmp(cafile, q->s.queue_tls_ca_file)) {
+		SSL_CTX_free(ctx[1]);	/* settings read again (SIGHUP) */
+		ctx[1] = NULL;
+	}
+	if (ctx[verify])
+		return ctx[verify];
+	ERR_clear_error();
+	if (!(x = SSL_CTX_new(TLS_client_method())) ||
+	    !SSL_CTX_set_min_proto_version(x, TLS1_2_VERSION)) {
+		xsnprintf(err, errlen, "4.7.0 cannot set up TLS (%s)", tls_err(0, eb, sizeof eb));
+		SSL_CTX_free(x);
+		return NULL;
+	}
+	SSL_CTX_set_mode(x, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_AUTO_RETRY);
+	if (verify) {
+		if (SSL_CTX_load_verify_locations(x, q->s.queue_tls_ca_file, NULL) != 1) {
+			xsnprintf(err, errlen, "4.7.0 cannot load queue_tls_ca_file %s (%s)",
+			    q->s.queue_tls_ca_file, tls_err(0, eb, sizeof eb));
+			SSL_CTX_free(x);
+			return NULL;
+		}
+		SSL_CTX_set_verify(x, SSL_VERIFY_PEER, NULL);
+		strlcpy(cafile, q->s.queue_tls_ca_file, sizeof cafile);
+	} else
+		SSL_CTX_set_verify(x, SSL_VERIFY_NONE, NULL);
+	return ctx[verify] = x;
+}
+
+/* STARTTLS on a session whose EHLO offered it, the handshake, EHLO
+ * again (its reply in rp). 0 ok, -1 with the reason in last (the
+ * session is closed: never plain text after a failed STARTTLS). */
 static int
-session_open(const struct mxq *q, const struct dest_addr *a, struct session *ss,
-    char *last, size_t lastlen)
+tls_start(const struct mxq *q, const struct dest_addr *a, struct session *ss,
+    int verify, struct reply *rp, char *last, size_t lastlen)
+{
+	const struct settings *s = &q->s;
+	struct conn *c = &ss->c;
+	SSL_CTX *ctx;
+	long long deadline;
+	unsigned char ipb[16];
+	int isip = inet_pton(AF_INET, a->host, ipb) == 1 || inet_pton(AF_INET6, a->host, ipb) == 1;
+	char eb[200];
+
+	conn_cmd(c, "STARTTLS");
+	if (conn_flush(c, s->smtp_timeout_greeting) < 0 ||
+	    conn_reply(c, rp, s->smtp_timeout_greeting) == 0) {
+		xsnprintf(last, lastlen, "4.4.2 %s: %s (STARTTLS)", c->host, c->why);
+		goto fail;
+	}
+	if (rp->code != 220) {
+		char t[MXQ_REPLY_MAX];
+		fmt_reply(t, sizeof t, c->host, rp);
+		xsnprintf(last, lastlen, "4.7.0 STARTTLS offered but refused, not sent in plain text: %s",
+		    t + strcspn(t, " ") + 1);
+		goto fail;
+	}
+	if (c->inpos < c->inlen) {	/* the answer under TLS must not come in plain */
+		xsnprintf(last, lastlen, "4.7.0 %s: plain text after the 220 to STARTTLS", c->host);
+		c->dead = 1;
+		goto fail;
+	}
+	if (!(ctx = tls_ctx(q, verify, last, lastlen))) {
+		c->dead = 1;
+		goto fail;
+	}
+	ERR_clear_error();
+	if (!(c->ssl = SSL_new(ctx)) || SSL_set_fd(c->ssl, c->fd) != 1) {
+		xsnprintf(last, lastlen, "4.7.0 %s: cannot set up TLS (%s)", c->host,
+		    tls_err(0, eb, sizeof eb));
+		c->dead = 1;
+		goto fail;
+	}
+	if (!isip && a->host[0])
+		(void)SSL_set_tlsext_host_name(c->ssl, a->host);	/* SNI */
+	if (verify && (isip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), a->host) :
+	    SSL_set1_host(c->ssl, a->host)) != 1) {
+		xsnprintf(last, lastlen, "4.7.0 %s: cannot set the name to verify", c->host);
+		c->dead = 1;
+		goto fail;
+	}
+	deadline = now_ms() + s->smtp_timeout_greeting * 1000;
+	for (;;) {
+		int r, e, w;
+		ERR_clear_error();
+		errno = 0;
+		if ((r = SSL_connect(c->ssl)) == 1)
+			break;
+		e = SSL_get_error(c->ssl, r);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			w = wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
+			if (w > 0)
+				continue;
+			xsnprintf(eb, sizeof eb, "%s", w == 0 ? "timeout" : "poll error");
+		} else if (verify && SSL_get_verify_result(c->ssl) != X509_V_OK)
+			xsnprintf(eb, sizeof eb, "certificate not verified: %s",
+			    X509_verify_cert_error_string(SSL_get_verify_result(c->ssl)));
+		else
+			(void)tls_err(e, eb, sizeof eb);
+		xsnprintf(last, lastlen, "4.7.0 %s: TLS handshake failed (%s), not sent in plain text",
+		    c->host, eb);
+		c->dead = 1;
+		goto fail;
+	}
+	xsnprintf(c->tls, sizeof c->tls, "%s cipher %s%s", SSL_get_version(c->ssl),
+	    SSL_get_cipher_name(c->ssl), verify ? " verified" : "");
+	log_info("%s: STARTTLS: %s", c->host, c->tls);
+	conn_cmd(c, "EHLO %s", s->hostname);
+	if (conn_flush(c, s->smtp_timeout_greeting) < 0 ||
+	    conn_reply(c, rp, s->smtp_timeout_greeting) == 0) {
+		xsnprintf(last, lastlen, "4.4.2 %s: %s (EHLO after STARTTLS)", c->host, c->why);
+		goto fail;
+	}
+	if (rp->code / 100 != 2) {
+		fmt_reply(last, lastlen, c->host, rp), last[0] = '4';
+		goto fail;
+	}
+	return 0;
+fail:
+	session_close(q, ss);
+	return -1;
+}
+
+/* Connect, greeting, EHLO (HELO), STARTTLS when offered. verify: the
+ * route needs verified TLS. 0 ok, -1 with the reason in last. */
+static int
+session_open(const struct mxq *q, const struct dest_addr *a, int verify,
+    struct session *ss, char *last, size_t lastlen)
 {
 	const struct settings *s = &q->s;
 	struct reply rp;
@@ -440,6 +686,17 @@ session_open(const struct mxq *q, const struct dest_addr *a, struct session *ss,
 			return -1;
 		}
 		rp.ext[0] = 0;
+	}
+	if (strcmp(s->queue_tls, "no")) {
+		if (has_ext(rp.ext, "STARTTLS", NULL)) {
+			if (tls_start(q, a, ss, verify, &rp, last, lastlen) < 0)
+				return -1;
+		} else if (verify) {
+			xsnprintf(last, lastlen, "4.7.10 %s: STARTTLS not offered (the route needs TLS: "
+			    "queue_tls_ca_file)", ss->c.host);
+			session_close(q, ss);
+			return -1;
+		}
 	}
 	ss->pipelining = has_ext(rp.ext, "PIPELINING", NULL);
 	ss->size_ok = has_ext(rp.ext, "SIZE", &arg);
@@ -564,8 +821,8 @@ transaction(const struct mxq *q, struct session *ss, const struct smtp_msg *m,
 		set_all(r, n, rp.code, t, 1);
 	}
 	ss->need_rset = 0;
-	log_info("%s: %d accepted of %zu: %s", c->host, rp.code / 100 == 2 ? accepted : 0, n,
-	    rp.text);
+	log_info("%s: %d accepted of %zu (%s): %s", c->host, rp.code / 100 == 2 ? accepted : 0, n,
+	    c->tls[0] ? c->tls : "no TLS", rp.text);
 	return 1;
 lost:
 	/* the connection broke in the middle: whoever has no final answer
@@ -615,7 +872,8 @@ smtp_send(const struct mxq *q, const char *key, const struct dest *d,
 	}
 	session_close(q, &cache);
 	for (i = 0; i < d->n; i++) {
-		if (session_open(q, &d->a[i], &cache, last, sizeof last) == 0) {
+		int verify = d->routed && q->s.queue_tls_ca_file[0] && strcmp(q->s.queue_tls, "no");
+		if (session_open(q, &d->a[i], verify, &cache, last, sizeof last) == 0) {
 			strlcpy(cache.key, key, sizeof cache.key);
 			if (transaction(q, &cache, m, r, n, last, sizeof last))
 				return;

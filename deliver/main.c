@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "deliver.h"
 #include "log.h"
@@ -281,7 +282,11 @@ main(int argc, char **argv)
 		snprintf(lc.rooterr, sizeof lc.rooterr, "cannot open the mail root: %s",
 		    strerror(errno));
 	}
-	for (i = 0; i < nr && spoolfd < 0; i++)
+	/* a seekable stdin (smtpd-lite's spool file) is read in place: no
+	 * copy, so no directory for one either */
+	struct stat st0;
+	int seekable = fstat(0, &st0) == 0 && S_ISREG(st0.st_mode) && lseek(0, 0, SEEK_CUR) >= 0;
+	for (i = 0; i < nr && spoolfd < 0 && !seekable; i++)
 		for (j = 0; j < r[i].nt && spoolfd < 0 && lc.rootfd >= 0; j++)
 			if (r[i].state == RS_OK && r[i].t[j].kind == T_MAILDIR) {
 				struct maildir md;
@@ -291,7 +296,7 @@ main(int argc, char **argv)
 					maildir_close(&md);
 				}
 			}
-	if (spoolfd < 0) {
+	if (spoolfd < 0 && !seekable) {
 		char qt[4200];
 		snprintf(qt, sizeof qt, "%s/tmp", s.queuedir);
 		(void)mkdir(s.queuedir, 0700);

@@ -307,6 +307,22 @@ maildir_sync_new(struct maildir *m)
 	return fsync(m->newfd);
 }
 
+/* A name of ours (maildir_uniq: "TIME.M...") made less than maxage ago
+ * cannot be stale: its file was created at TIME, so its mtime and atime
+ * are later. Saves a stat per message in flight. */
+static int
+young_by_name(const char *name, time_t now, long maxage)
+{
+	long long t = 0;
+	const char *p = name;
+
+	while (*p >= '0' && *p <= '9' && p - name < 12)
+		t = t * 10 + (*p++ - '0');
+	if (p == name || p[0] != '.' || p[1] != 'M')
+		return 0;
+	return t <= (long long)now && (long long)now - t <= maxage;
+}
+
 int
 maildir_clean_tmp(struct maildir *m, long maxage)
 {
@@ -324,6 +340,8 @@ maildir_clean_tmp(struct maildir *m, long maxage)
 	}
 	while ((d = readdir(dir))) {
 		if (d->d_name[0] == '.')
+			continue;
+		if (young_by_name(d->d_name, now, maxage))
 			continue;
 		if (fstatat(m->tmpfd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			continue;

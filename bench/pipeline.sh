@@ -53,6 +53,7 @@ for p in smtp-source tcpserver postfix cc python3; do
 	command -v $p >/dev/null || { echo "skip: $p not installed"; exit 0; }
 done
 
+[ -z "${KEEP:-}" ] || echo "temp dir (kept): $T"
 TOOL=$T/pipeline-tool
 cc -O2 -o "$TOOL" "$TOP/bench/pipeline-tool.c" || { echo "cannot build pipeline-tool"; exit 1; }
 
@@ -270,6 +271,7 @@ idle_mem() {	# SERVER -> "PSS_per_session RSS_per_session"
 }
 
 med() {	# median min max of the arguments (numbers)
+	[ $# -gt 0 ] || { echo "- - -"; return; }
 	printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {
 		if (NR == 0) { print "- - -"; exit }
 		m = NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2

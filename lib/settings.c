@@ -13,7 +13,7 @@
 #define MX_CONFDIR "/etc/mx"
 #endif
 
-enum kind { K_NUM, K_TIME, K_SIZE, K_STR, K_PATH, K_BOOL, K_ACCESS, K_RELAYBY, K_LIST, K_CMD };
+enum kind { K_NUM, K_TIME, K_SIZE, K_STR, K_PATH, K_BOOL, K_ACCESS, K_RELAYBY, K_LIST, K_CMD, K_QUEUETLS };
 
 struct key {
 	const char *name;
@@ -69,6 +69,8 @@ static const struct key keys[] = {
 	NUMK("smtp_timeout_data", K_TIME, smtp_timeout_data, 1, 3600, "120"),
 	NUMK("smtp_timeout_block", K_TIME, smtp_timeout_block, 1, 3600, "180"),
 	NUMK("smtp_timeout_dot", K_TIME, smtp_timeout_dot, 1, 3600, "600"),
+	STRK("queue_tls", K_QUEUETLS, queue_tls, "opportunistic"),
+	STRK("queue_tls_ca_file", K_PATH, queue_tls_ca_file, ""),
 	/* smtpd-lite: TLS and SMTP AUTH */
 	STRK("tls_cert", K_PATH, tls_cert, ""),
 	STRK("tls_key", K_PATH, tls_key, ""),
@@ -167,6 +169,10 @@ set_one(struct settings *s, const struct key *k, const char *v)
 	case K_RELAYBY:
 		if (k->kind == K_RELAYBY && strcmp(v, "ip-or-auth") && strcmp(v, "ip") && strcmp(v, "auth"))
 			return "expected ip-or-auth, ip or auth";
+		/* FALLTHROUGH */
+	case K_QUEUETLS:
+		if (k->kind == K_QUEUETLS && strcmp(v, "no") && strcmp(v, "opportunistic"))
+			return "expected no or opportunistic";
 		/* FALLTHROUGH */
 	case K_STR:
 		if (strlcpy(base + k->off, v, k->len) >= k->len)
@@ -319,6 +325,7 @@ settings_print(const struct settings *s)
 		case K_STR:
 		case K_PATH:
 		case K_ACCESS:
+		case K_QUEUETLS:
 		case K_RELAYBY:
 			printf("%s %s\n", k->name, base + k->off);
 			break;

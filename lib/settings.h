@@ -50,6 +50,8 @@ struct settings {
 	long long smtp_timeout_data;	/* DATA initiation (354) */
 	long long smtp_timeout_block;	/* each write of the text */
 	long long smtp_timeout_dot;	/* final reply after the dot */
+	char queue_tls[16];	/* no | opportunistic: STARTTLS when offered */
+	char queue_tls_ca_file[4096];	/* "" = none; else routes need verified TLS */
 	/* smtpd-lite: TLS and SMTP AUTH (issue 8) */
 	char tls_cert[4096];	/* PEM certificate chain, "" = no TLS */
 	char tls_key[4096];	/* PEM private key, "" = in tls_cert */

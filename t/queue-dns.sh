@@ -65,7 +65,7 @@ qrun
 is "$(qn)" 1 "every MX down: queued"
 like "$(grep '^rcpt' "$Q"/info/* | cut -f 12)" '^4\.4\.1 cannot connect to b\.mx\.test\[127\.0\.0\.12\]' "reply names the last MX host tried"
 sink b 127.0.0.12 "$P"
-sleep 1.1; qrun
+sleep 2.1; qrun	# retry_max is 2 s: due by now
 is "$(nmsg b)" 2 "retry: delivered to the MX host that came back"
 
 # implicit MX: no MX records, the domain's A record
@@ -124,7 +124,7 @@ is "$(nmsg self)/$(nmsg third)" "0/0" "backup MX: nothing to ourselves (MX 20) n
 is "$(qn)" 1 "backup MX, primary down: held in the queue"
 like "$(grep '^rcpt' "$Q"/info/* | cut -f 12)" 'prim\.bk\.test' "the primary was tried"
 sink prim 127.0.0.15 "$P"
-sleep 1.1; qrun
+sleep 2.1; qrun	# retry_max is 2 s: due by now
 is "$(nmsg prim)" 1 "primary back: delivered to it"
 is "$(qn)" 0 "and the entry is gone"
 

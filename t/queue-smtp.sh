@@ -142,7 +142,7 @@ qrun
 is "$(qn)" 1 "no server: stays queued"
 like "$(mxqueue -c "$C" list | grep -A1 'x@later.test' | tail -n 1)" '4\.4\.1 cannot connect' "list shows the connect error"
 sink s4 127.0.0.1 "$P4"
-sleep 1.1; qrun
+sleep 2.1; qrun	# retry_max is 2 s: due by now
 is "$(nmsg s4)" 1 "server up: delivered on the retry"
 is "$(qn)" 0 "and removed from the queue"
 sink_stop s4
@@ -164,7 +164,7 @@ qrun
 like "$(grep late "$Q"/info/* | cut -f 2)" pending "451 after the dot: pending"
 sink_stop s5
 sink s5 127.0.0.1 "$P5"
-sleep 1.1; qrun
+sleep 2.1; qrun	# retry_max is 2 s: due by now
 is "$(nmsg s5)" 2 "... and delivered on the retry"
 
 # 12. delay warning: once, to the sender, Action: delayed

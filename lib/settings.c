@@ -13,7 +13,7 @@
 #define MX_CONFDIR "/etc/mx"
 #endif
 
-enum kind { K_NUM, K_TIME, K_SIZE, K_STR, K_PATH, K_BOOL, K_ACCESS, K_RELAYBY, K_LIST, K_CMD, K_QUEUETLS };
+enum kind { K_NUM, K_TIME, K_SIZE, K_STR, K_PATH, K_BOOL, K_ACCESS, K_RELAYBY, K_LIST, K_CMD, K_QUEUETLS, K_MILTER, K_MILTERDA };
 
 struct key {
 	const char *name;
@@ -79,6 +79,12 @@ static const struct key keys[] = {
 	NUMK("auth_max_failures", K_NUM, auth_max_failures, 1, 1000, "3"),
 	NUMK("auth_sender_check", K_BOOL, auth_sender_check, 0, 1, "no"),
 	STRK("auth_checkpassword", K_STR, auth_checkpassword, ""),
+	/* smtpd-lite: milters */
+	{ "milter", K_MILTER, 0, 0, 0, 0, NULL },
+	STRK("milter_default_action", K_MILTERDA, milter_default_action, "tempfail"),
+	NUMK("milter_connect_timeout", K_TIME, milter_connect_timeout, 1, 3600, "30"),
+	NUMK("milter_command_timeout", K_TIME, milter_command_timeout, 1, 3600, "30"),
+	NUMK("milter_content_timeout", K_TIME, milter_content_timeout, 1, 3600, "300"),
 };
 
 const char *
@@ -170,6 +176,11 @@ set_one(struct settings *s, const struct key *k, const char *v)
 		if (k->kind == K_RELAYBY && strcmp(v, "ip-or-auth") && strcmp(v, "ip") && strcmp(v, "auth"))
 			return "expected ip-or-auth, ip or auth";
 		/* FALLTHROUGH */
+	case K_MILTERDA:
+		if (k->kind == K_MILTERDA && strcmp(v, "tempfail") && strcmp(v, "accept") &&
+		    strcmp(v, "reject"))
+			return "expected tempfail, accept or reject";
+		/* FALLTHROUGH */
 	case K_QUEUETLS:
 		if (k->kind == K_QUEUETLS && strcmp(v, "no") && strcmp(v, "opportunistic"))
 			return "expected no or opportunistic";
@@ -188,6 +199,13 @@ set_one(struct settings *s, const struct key *k, const char *v)
 		if (strncmp(v, "unix:", 5) && strncmp(v, "inet:", 5) && strncmp(v, "exec:", 5))
 			return "policy service must be unix:PATH, inet:HOST:PORT or exec:COMMAND";
 		s->policy[s->npolicy++] = xstrdup(v);
+		return NULL;
+	case K_MILTER:
+		if (s->nmilter >= SETTINGS_MAX_MILTER)
+			return "too many milters";
+		if (strncmp(v, "unix:/", 6) && strncmp(v, "inet:", 5))
+			return "milter must be unix:/PATH or inet:HOST:PORT [option=value...]";
+		s->milter[s->nmilter++] = xstrdup(v);
 		return NULL;
 	case K_CMD:
 		free(s->chain);
@@ -326,12 +344,17 @@ settings_print(const struct settings *s)
 		case K_PATH:
 		case K_ACCESS:
 		case K_QUEUETLS:
+		case K_MILTERDA:
 		case K_RELAYBY:
 			printf("%s %s\n", k->name, base + k->off);
 			break;
 		case K_LIST:
 			for (j = 0; j < s->npolicy; j++)
 				printf("policy %s\n", s->policy[j]);
+			break;
+		case K_MILTER:
+			for (j = 0; j < s->nmilter; j++)
+				printf("milter %s\n", s->milter[j]);
 			break;
 		case K_CMD:
 			if (s->chain)
@@ -349,6 +372,9 @@ settings_free(struct settings *s)
 	for (i = 0; i < s->npolicy; i++)
 		free(s->policy[i]);
 	s->npolicy = 0;
+	for (i = 0; i < s->nmilter; i++)
+		free(s->milter[i]);
+	s->nmilter = 0;
 	free(s->chain);
 	s->chain = NULL;
 }

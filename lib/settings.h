@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #define SETTINGS_MAX_POLICY 8
+#define SETTINGS_MAX_MILTER 8
 
 struct settings {
 	char confdir[4096];	/* absolute */
@@ -60,6 +61,13 @@ struct settings {
 	long long auth_max_failures;	/* failed AUTHs before 421 and close */
 	int auth_sender_check;	/* MAIL FROM must be the user's (senders table) */
 	char auth_checkpassword[4096];	/* qmail checkpassword command, "" = auth.cdb */
+	/* smtpd-lite: milters (issue 9), "SPEC [option=value...]" each */
+	char *milter[SETTINGS_MAX_MILTER];
+	int nmilter;
+	char milter_default_action[16];	/* tempfail | accept | reject */
+	long long milter_connect_timeout;	/* seconds */
+	long long milter_command_timeout;
+	long long milter_content_timeout;
 };
 
 /* Load CONFDIR/settings (a missing file gives the defaults).

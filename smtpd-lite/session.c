@@ -89,6 +89,7 @@ finish(struct sess *ss, const char *why)
 		log_warnsys("write to client failed");
 	io_tls_end();
 	policy_close();
+	milter_quit();
 	log_info("disconnect ip=%s %s messages=%lld recipients=%lld errors=%lld",
 	    ss->c->ip, why, ss->nmsg, ss->nrcpt_total, ss->errors);
 	exit(0);
@@ -102,6 +103,8 @@ reset_tx(struct sess *ss)
 	ss->size = 0;
 	ss->nrcpt = 0;
 	ss->discard = 0;
+	if (ss->in_mail)
+		milter_abort();
 	buf_clear(&ss->rcpts);
 	buf_clear(&ss->tprepend);
 }
@@ -172,7 +175,9 @@ greet(struct sess *ss)
 		pres_free(&r);
 		finish(ss, "deferred");
 	} else {
+		struct mres mr;
 		buf_add(&ss->cprepend, r.prepend.s, r.prepend.len);
+		milter_connect(ss->s, ss->c, ss->sid, &mr);
 		reply(ss, "220 %s ESMTP", ss->s->hostname);
 	}
 	pres_free(&r);
@@ -209,6 +214,17 @@ cmd_helo(struct sess *ss, char *arg, int esmtp)
 		reply(ss, "%s", r.reply);
 		pres_free(&r);
 		return;
+	}
+	{
+		struct mres mr;
+		milter_helo(name, ss->tls ? ss->ti.protocol : NULL, ss->ti.cipher, ss->ti.bits, &mr);
+		if (mr.code) {
+			ss->helo[0] = 0;
+			ss->greeted = 0;
+			pres_free(&r);
+			reply(ss, "%s", mr.reply);
+			return;
+		}
 	}
 	log_info("helo %s %s", esmtp ? "esmtp" : "smtp", e);
 	ss->greeted = 1;
@@ -360,6 +376,18 @@ cmd_mail(struct sess *ss, char *arg)
 		pres_free(&r);
 		return;
 	}
+	{
+		struct mres mr;
+		milter_mail(a.full, rest, ss->auth_method, ss->auth_user, &mr);
+		if (mr.code) {
+			reply(ss, "%s", mr.reply);
+			ss->sender[0] = 0;
+			pres_free(&r);
+			return;
+		}
+		if (mr.discard)
+			r.discard = 1;
+	}
 	log_info("mail from=<%s> size=%lld", e, ss->size);
 	ss->in_mail = 1;
 	add_prepend(ss, &r.prepend);
@@ -409,6 +437,7 @@ cmd_rcpt(struct sess *ss, char *arg)
 	const char *rest, *why;
 	char *path, e[600];
 	struct pres r;
+	struct mres mr;
 
 	if (!ss->in_mail) {
 		bad(ss, "503 5.5.1 Error: need MAIL command");
@@ -439,7 +468,11 @@ cmd_rcpt(struct sess *ss, char *arg)
 	if (r.code) {
 		log_info("rcpt to=<%s> rejected service=%s reply=%s", e, r.service, r.reply);
 		reply(ss, "%s", r.reply);
+	} else if (milter_rcpt(a.full, &mr), mr.code) {
+		reply(ss, "%s", mr.reply);
 	} else {
+		if (mr.discard)
+			r.discard = 1;
 		log_info("rcpt to=<%s> accepted service=%s", e, r.service);
 		rcpt_accept(ss, &a, &r);
 		reply(ss, "250 2.1.5 Ok");
@@ -548,6 +581,18 @@ data_verdict(struct sess *ss, const struct data_result *d, int fd, const char *i
 		snprintf(rep, rlen, "554 5.4.6 Error: too many hops (mail loop?)");
 		return 554;
 	}
+	if (!ss->discard && milter_configured()) {
+		struct mres mr;
+		if ((code = milter_message(fd, id, &ss->rcpts, &mr))) {
+			snprintf(rep, rlen, "%s", mr.reply);
+			return code;
+		}
+		if (mr.discard) {
+			log_info("data id=%s discarded by milter", id);
+			snprintf(rep, rlen, "250 2.0.0 Ok %s", id);
+			return 250;
+		}
+	}
 	if (ss->discard) {
 		log_info("data id=%s discarded by policy", id);
 		snprintf(rep, rlen, "250 2.0.0 Ok %s", id);
@@ -564,7 +609,9 @@ data_verdict(struct sess *ss, const struct data_result *d, int fd, const char *i
 	ce.host = ss->c->host;
 	ce.id = id;
 	ce.rcpts = ss->redirect[0] ? &redir : &ss->rcpts;
+	milter_folders(ce.rcpts, 1);
 	code = chain_run(ss->chain, fd, &ce, ss->s->timeout_chain, rep, rlen);
+	milter_folders(ce.rcpts, 0);
 	buf_free(&redir);
 	return code;
 }
@@ -622,6 +669,17 @@ cmd_data(struct sess *ss, char *arg)
 		return;
 	}
 	make_id(id, sizeof id);
+	{
+		struct mres mr;
+		milter_data(id, &mr);
+		if (mr.code) {
+			reply(ss, "%s", mr.reply);
+			reset_tx(ss);
+			return;
+		}
+		if (mr.discard)
+			ss->discard = 1;
+	}
 	if ((fd = spool_open(ss, id)) < 0 || write_headers(ss, fd, id) < 0) {
 		log_warnsys("cannot create spool file in %s", ss->s->spooldir);
 		if (fd >= 0)

@@ -120,6 +120,33 @@ struct chain_env {
 int chain_run(char **argv, int spoolfd, const struct chain_env *e,
     long long timeout, char *reply, size_t rlen);
 
+/* ---- milter.c: the milter client (doc/smtpd-lite.8 MILTERS) ---- */
+struct client;
+struct mres {
+	int code;		/* 0 go on, else the reply code of reply */
+	char reply[SMTP_REPLY_MAX];
+	int discard;		/* take the message, deliver nothing */
+};
+int milter_configured(void);
+/* Connects the milters of the settings, negotiates, sends connect. A
+ * refusal there (or a failed milter under tempfail/reject) refuses
+ * every later transaction. */
+void milter_connect(const struct settings *s, const struct client *c, const char *sid,
+    struct mres *r);
+void milter_helo(const char *helo, const char *tlsver, const char *cipher, int bits,
+    struct mres *r);
+void milter_mail(const char *sender, const char *args, const char *authtype,
+    const char *authuser, struct mres *r);
+void milter_rcpt(const char *rcpt, struct mres *r);
+void milter_data(const char *id, struct mres *r);
+/* The spooled message through every milter; their modifications are
+ * applied to fd (it may become a new file) and rcpts. Returns the
+ * reply code (0 = go on; r->discard = take and drop). */
+int milter_message(int fd, const char *id, struct buf *rcpts, struct mres *r);
+void milter_folders(const struct buf *rcpts, int set);	/* quarantine -> FOLDERS */
+void milter_abort(void);	/* RSET, failed transaction */
+void milter_quit(void);
+
 /* ---- data.c ---- */
 struct data_result {
 	long long size;		/* bytes of message text (LF ends) */

@@ -12,7 +12,14 @@
 #
 #   sh bench/ruleproc.sh            N=300 runs per figure
 #   N=1000 sh bench/ruleproc.sh
+#   sh bench/ruleproc.sh startup    CPU time (perf stat task-clock) of one
+#                                   ruleproc -n start: 500 rules checked in
+#                                   full (-R), 500 rules = rules.ok (lazy
+#                                   regexes), no rules; less sensitive to a
+#                                   loaded machine than the wall-clock figures
+#   sh bench/ruleproc.sh rules      print the 500-rule file (for t/)
 set -u
+case ${1:-} in rules|startup) MODE=$1 ;; *) MODE=bench ;; esac
 TOP=${TOP:-$(cd "$(dirname "$0")/.." && pwd)}
 BUILD=${BUILD:-$TOP/build}
 BIN=$BUILD/bin
@@ -23,7 +30,8 @@ trap 'rm -rf "$W"' EXIT
 [ -x "$BIN/ruleproc" ] || { echo "build first: make" >&2; exit 1; }
 
 # ---- 500 rules that mostly do not match (every rule is evaluated) ----
-awk 'BEGIN {
+gen_rules() {
+	awk 'BEGIN {
 	for (i = 0; i < 500; i++) {
 		k = i % 10
 		printf "rule \"r%d\"\n", i
@@ -39,9 +47,13 @@ awk 'BEGIN {
 		else { printf "    size > %dM\n    sender *@news%d.example\n    discard\n", 30 + i % 10, i }
 	}
 	print "rule \"Mark\"\n    add-header X-Rules checked\n    continue"
-}' >"$W/rules500"
+}'
+}
+[ $MODE = rules ] && { gen_rules; exit 0; }
+gen_rules >"$W/rules500"
 : >"$W/rules0"
 "$BIN/ruleproc" -t -R "$W/rules500" >/dev/null 2>&1 || { echo "generated rules do not parse" >&2; exit 1; }
+
 
 # ---- messages ----
 awk -v dir="$W" 'BEGIN {
@@ -72,6 +84,33 @@ awk -v dir="$W" 'BEGIN {
 }'
 s2=$(cat "$W"/m2k_* | wc -c); s64=$(cat "$W"/m64k_* | wc -c)
 
+if [ $MODE = startup ]; then
+	command -v perf >/dev/null || { echo "startup needs perf (linux-perf)" >&2; exit 1; }
+	R=${R:-500}
+	mkdir -p "$W/sc" && : >"$W/sc/settings" && cp "$W/rules500" "$W/sc/rules"
+	"$BIN/ruleproc" -t -c "$W/sc" >/dev/null 2>&1	# rules.ok = rules
+	cpu() { # ARGS: median over 3 rounds of the task-clock ms of one run (perf stat -r R)
+		for k in 1 2 3; do
+			perf stat -r "$R" -x, -e task-clock "$BIN/ruleproc" -n -q "$@" -f s@example.net -r a@example.com \
+			    -i 203.0.113.5 -H mail.example.net </dev/null 2>&1 >/dev/null | awk -F, '/task-clock/ { print $1 }'
+		done | sort -n | sed -n 2p
+	}
+	echo "ruleproc -n start-up CPU time (perf stat -r $R -e task-clock, median of 3), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ)"
+	a=$(cpu -R "$W/rules0"); b=$(cpu -c "$W/sc"); c=$(cpu -R "$W/rules500")
+	printf '  %-52s %7.3f ms\n' "no rules (-R empty file)" "$a" "500 rules = rules.ok (-c CONFDIR: regexes lazy)" "$b" \
+	    "500 rules checked in full (-R FILE: every regcomp)" "$c"
+	awk -v a="$a" -v b="$b" -v c="$c" 'BEGIN { printf "  cost of the 500 rules per process: %.3f ms lazy, %.3f ms full\n", b - a, c - a }'
+	if command -v valgrind >/dev/null; then	# instructions: the same on a loaded machine
+		ir() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$BIN/ruleproc" -n -q "$@" -f s@example.net \
+		    -r a@example.com -i 203.0.113.5 -H mail.example.net <"$W/m2k_0" 2>&1 >/dev/null | sed -n 's/.*refs: *//p' | tr -d ,; }
+		a=$(ir -R "$W/rules0"); b=$(ir -c "$W/sc"); c=$(ir -R "$W/rules500")
+		echo "instructions executed by one ruleproc -n (valgrind --tool=callgrind, a 2 KiB message):"
+		printf '  %-52s %9d\n' "no rules (-R empty file)" "$a" "500 rules = rules.ok (-c CONFDIR: regexes lazy)" "$b" \
+		    "500 rules checked in full (-R FILE: every regcomp)" "$c"
+	fi
+	exit 0
+fi
+
 now() { date +%s.%N; }
 rate() { # label seconds count
 	awk -v l="$1" -v t="$2" -v n="$3" 'BEGIN { printf "  %-58s %8.0f msg/s  %7.3f ms/msg\n", l, n / t, 1000 * t / n }'
@@ -81,6 +120,15 @@ run_dry() { # rules prefix -> seconds for N messages
 	t0=$(now); i=0
 	while [ $i -lt "$N" ]; do
 		"$BIN/ruleproc" -n -q -R "$1" -f sender@example.net -r alice@example.com -r bob@example.com -i 203.0.113.5 -H mail.example.net \
+		    <"$W/${2}_$((i % 20))" >/dev/null
+		i=$((i + 1))
+	done
+	awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.6f", b - a }'
+}
+run_dry_conf() { # confdir prefix: CONFDIR/rules, the way the chain and -p read it
+	t0=$(now); i=0
+	while [ $i -lt "$N" ]; do
+		"$BIN/ruleproc" -n -q -c "$1" -f sender@example.net -r alice@example.com -r bob@example.com -i 203.0.113.5 -H mail.example.net \
 		    <"$W/${2}_$((i % 20))" >/dev/null
 		i=$((i + 1))
 	done
@@ -125,6 +173,7 @@ cp "$TOP"/conf/settings "$TOP"/conf/domains "$TOP"/conf/mailboxes "$TOP"/conf/ac
 sed -i -e "s|^mailroot .*|mailroot $W/mail|" -e "s|^queuedir .*|queuedir $W/queue|" -e "s|^spooldir .*|spooldir $W/spool|" "$W/conf/settings"
 "$BIN/mkcdb" -c "$W/conf" >/dev/null 2>&1
 cp "$W/rules500" "$W/conf/rules"
+"$BIN/ruleproc" -t -c "$W/conf" >/dev/null 2>&1	# installs rules.ok (identical: known good)
 chmod -R a+rX "$W/conf"
 chmod 777 "$W/mail" "$W/spool"	# deliver runs as the settings user when started as root
 
@@ -132,7 +181,8 @@ echo "ruleproc bench: $N messages per figure, 500 rules ($(wc -l <"$W/rules500")
 for sz in 2k 64k; do
 	[ $sz = 2k ] && avg=$((s2 / 20)) || avg=$((s64 / 20))
 	echo "messages ~$sz (average $avg bytes):"
-	t500=$(run_dry "$W/rules500" "m$sz"); rate "ruleproc -n, 500 rules" "$t500" "$N"
+	t500=$(run_dry "$W/rules500" "m$sz"); rate "ruleproc -n -R, 500 rules (full check: every regcomp)" "$t500" "$N"
+	tok=$(run_dry_conf "$W/conf" "m$sz"); rate "ruleproc -n -c, 500 rules = rules.ok (regexes lazy)" "$tok" "$N"
 	t0=$(run_dry "$W/rules0" "m$sz"); rate "ruleproc -n, no rules (process start, scan)" "$t0" "$N"
 	reps=$((N * 20))
 	te=$("$W/eval" "$W/rules500" "$reps" "$W/m$sz"); rate "engine in-process: scan + 500 rules" "$te" "$reps"
@@ -149,9 +199,10 @@ for sz in 2k 64k; do
 		i=$((i + 1))
 	done
 	td=$(awk -v a="$t0d" -v b="$(now)" 'BEGIN { printf "%.6f", b - a }'); rate "deliver into a Maildir (fsync), the reference" "$td" "$N"
-	awk -v e="$(per "$te" "$reps")" -v r="$(per "$t500" "$N")" -v z="$(per "$t0" "$N")" -v d="$(per "$td" "$N")" -v c="$(per "$tc" "$N")" 'BEGIN {
+	awk -v e="$(per "$te" "$reps")" -v r="$(per "$t500" "$N")" -v z="$(per "$t0" "$N")" -v d="$(per "$td" "$N")" -v c="$(per "$tc" "$N")" -v k="$(per "$tok" "$N")" 'BEGIN {
 		printf "  rule evaluation (in-process) / (chain filter + deliver): %.2f%%\n", 100 * e / (c + d)
 		printf "  parsing + evaluating 500 rules in a new process, (dry 500 - dry 0) / (chain + deliver): %.2f%%\n", 100 * (r - z) / (c + d)
+		printf "  the same, rules = rules.ok (as the chain and -p run), (dry -c 500 - dry 0) / (chain + deliver): %.2f%%\n", 100 * (k - z) / (c + d)
 	}'
 done
 
@@ -197,8 +248,13 @@ rm -f "$W/conf/rules" "$W/conf/rules.ok"
 sed -i '/^chain /d' "$W/conf/settings"
 echo "chain $BIN/deliver -c $W/conf" >>"$W/conf/settings"
 pipeline "without rules" >"$W/p0"; grep -v '^T ' "$W/p0"; p0=$(sed -n 's/^T //p' "$W/p0")
-cp "$W/rules500" "$W/conf/rules"
 sed -i '/^chain /d' "$W/conf/settings"
 echo "chain $BIN/ruleproc -c $W/conf $BIN/deliver -c $W/conf" >>"$W/conf/settings"
+# one rule that never matches: what the two extra ruleproc processes
+# (-p per connection, the chain filter per message) cost by themselves
+printf 'rule "none"\n    sender nobody@nowhere.invalid\n    reject\n' >"$W/conf/rules"
+pipeline "with 1 rule (the ruleproc processes alone)" >"$W/p2"; grep -v '^T ' "$W/p2"; p2=$(sed -n 's/^T //p' "$W/p2")
+cp "$W/rules500" "$W/conf/rules"
 pipeline "with 500 rules (ruleproc -p and ruleproc in the chain)" >"$W/p1"; grep -v '^T ' "$W/p1"; p1=$(sed -n 's/^T //p' "$W/p1")
-awk -v a="$p0" -v b="$p1" 'BEGIN { if (b > 0) printf "  rules share of the per-message time: %.1f%% (each process parses the 500 rules itself)\n", 100 * (b - a) / b }'
+awk -v a="$p2" -v b="$p1" 'BEGIN { if (b > 0) printf "  the 500 rules themselves (500 rules - 1 rule) / (500 rules): %.1f%%\n", 100 * (b - a) / b }'
+awk -v a="$p0" -v b="$p1" 'BEGIN { if (b > 0) printf "  rules share of the per-message time: %.1f%% (each ruleproc process parses the 500 rules; regexes compiled when first needed unless rules differs from rules.ok)\n", 100 * (b - a) / b }'

@@ -3,7 +3,10 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +35,7 @@ struct pstate {
 	char *err;
 	size_t errlen;
 	struct rule *cur;
+	int flags;		/* RULES_LAZY */
 };
 
 static int
@@ -106,19 +110,101 @@ tokenize(char *s, struct tok *t, const char **why)
 	}
 }
 
+/* Everything a parse keeps lives in the ruleset's arena (a list of
+ * 64 KiB chunks): thousands of small allocations become pointer bumps,
+ * and rules_free() frees a few chunks. */
+struct chunk {
+	struct chunk *next;
+	size_t used, size;
+	max_align_t data[];
+};
+static __thread struct ruleset *arena_rs;	/* the ruleset being parsed */
+
+static void *
+ra_alloc(size_t n)
+{
+	struct chunk *c = arena_rs->arena;
+	void *r;
+
+	n = (n + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
+	if (!c || c->size - c->used < n) {
+		size_t sz = n > 65536 - sizeof *c ? n : 65536 - sizeof *c;
+		c = xmalloc(sizeof *c + sz);
+		c->next = arena_rs->arena;
+		c->used = 0;
+		c->size = sz;
+		arena_rs->arena = c;
+	}
+	r = (char *)c->data + c->used;
+	c->used += n;
+	return r;
+}
+
+static void *
+ra_calloc(size_t n, size_t sz)
+{
+	void *r;
+
+	if (sz && n > ((size_t)-1 >> 1) / sz)
+		die(EXIT_TEMP, "out of memory");
+	r = ra_alloc(n * sz);
+	memset(r, 0, n * sz);
+	return r;
+}
+
+static char *
+ra_strdup(const char *s)
+{
+	size_t l = strlen(s) + 1;
+	return memcpy(ra_alloc(l), s, l);
+}
+
 static char *
 join(struct tok *t, int n)
 {
-	struct buf b = BUF_INIT;
+	size_t len = 0, l;
+	char *r, *o;
 	int i;
 
+	for (i = 0; i < n; i++)
+		len += strlen(t[i].s) + 1;
+	o = r = ra_alloc(len + 1);
 	for (i = 0; i < n; i++) {
 		if (i)
-			buf_addc(&b, ' ');
-		buf_adds(&b, t[i].s);
+			*o++ = ' ';
+		l = strlen(t[i].s);
+		memcpy(o, t[i].s, l);
+		o += l;
 	}
-	buf_addc(&b, 0);
-	return b.s;
+	*o = 0;
+	return r;
+}
+
+/* Grow an array by one element, doubling its capacity (a rules file
+ * has thousands of rules; one realloc each would copy them all). */
+static void *
+grow(void *v, int n, int *cap, size_t sz)
+{
+	if (n >= *cap) {
+		*cap = *cap ? *cap * 2 : 4;
+		v = xreallocarray(v, (size_t)*cap, sz);
+	}
+	return v;
+}
+
+/* the same in the arena (the old copy stays there, unused) */
+static void *
+ra_grow(void *v, int n, int *cap, size_t sz)
+{
+	if (n >= *cap) {
+		void *nv;
+		*cap = *cap ? *cap * 2 : 2;
+		nv = ra_calloc((size_t)*cap, sz);
+		if (n)
+			memcpy(nv, v, (size_t)n * sz);
+		v = nv;
+	}
+	return v;
 }
 
 /* Keywords are ASCII: compare the first letter before the whole word
@@ -126,7 +212,11 @@ join(struct tok *t, int n)
 static int
 is_kw(const char *s, const char *kw)
 {
-	return rules_lc[(unsigned char)*s] == (unsigned char)*kw && !strcasecmp(s, kw);
+	while (*kw && rules_lc[(unsigned char)*s] == (unsigned char)*kw) {
+		s++;
+		kw++;
+	}
+	return !*kw && !*s;
 }
 
 /* Recognise "literal", "*literal*", "literal*", "*literal", "*" so
@@ -135,9 +225,9 @@ static void
 glob_classify(struct rpat *p)
 {
 	const char *s = p->src;
-	size_t l = strlen(s), b = 0, e = l, i;
+	size_t l = strlen(s), b = 0, e = l, i, n = 0;
 	int lead, trail;
-	struct buf lit = BUF_INIT;
+	char *lit;
 
 	p->kind = PK_GLOB;
 	lead = l > 0 && s[0] == '*';
@@ -150,24 +240,25 @@ glob_classify(struct rpat *p)
 		b = 1;
 	if (trail)
 		e = l - 1;
-	for (i = b; i < e; i++) {
-		if (s[i] == '*' || s[i] == '?') {
-			buf_free(&lit);
+	for (i = b; i < e; i++)
+		if (s[i] == '*' || s[i] == '?')
 			return;
-		}
-		if (s[i] == '\\' && i + 1 < e)
+		else if (s[i] == '\\' && i + 1 < e)
 			i++;
-		buf_addc(&lit, (char)rules_lc[(unsigned char)s[i]]);
-	}
-	if (!lit.len && (lead || trail)) {
+	if (e <= b && (lead || trail)) {
 		p->kind = PK_ANY;	/* "**" */
-		buf_free(&lit);
 		return;
 	}
+	lit = ra_alloc(e - b + 1);
+	for (i = b; i < e; i++) {
+		if (s[i] == '\\' && i + 1 < e)
+			i++;
+		lit[n++] = (char)rules_lc[(unsigned char)s[i]];
+	}
+	lit[n] = 0;
 	p->kind = lead && trail ? PK_SUBSTR : lead ? PK_SUFFIX : trail ? PK_PREFIX : PK_EXACT;
-	buf_addc(&lit, 0);
-	p->litlen = lit.len - 1;
-	p->lit = lit.s;
+	p->litlen = n;
+	p->lit = lit;
 }
 
 /* Refuse regular expressions that make regcomp(3) blow up (glibc
@@ -337,14 +428,80 @@ re_needed(const char *s)
 	return best.s;
 }
 
+/* Compile a regex pattern (its source checked by pat_compile): the
+ * lowercased form for body text, else REG_ICASE. NULL, or why not. */
 static const char *
-pat_compile(struct rpat *p, const struct tok *t, int body)
+re_compile(struct rpat *p, char *ebuf, size_t elen)
+{
+	int rc;
+
+	if (p->body) {
+		/* body text is lowercased once: one compile, no REG_ICASE */
+		char *low = re_lower(p->src);
+		p->has_lre = regcomp(&p->lre, low, REG_EXTENDED | REG_NOSUB | REG_NEWLINE) == 0;
+		free(low);
+		if (p->has_lre)
+			return NULL;
+	}
+	rc = regcomp(&p->re, p->src, REG_EXTENDED | REG_ICASE | REG_NOSUB | REG_NEWLINE);
+	if (rc) {
+		char e[150];
+		regerror(rc, &p->re, e, sizeof e);
+		snprintf(ebuf, elen, "bad regular expression /%s/: %s", p->src, e);
+		return ebuf;
+	}
+	p->has_re = 1;
+	return NULL;
+}
+
+static pthread_mutex_t lazy_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int
+rules_pat_ready(const struct rpat *cp)
+{
+	/* the compiled regex is a cache filled once; the ruleset stays
+	 * logically read-only (shared by the milter's threads) */
+	struct rpat *p = (struct rpat *)cp;
+	int st = __atomic_load_n(&p->ready, __ATOMIC_ACQUIRE);
+	char ebuf[200];
+
+	if (st)
+		return st > 0;
+	pthread_mutex_lock(&lazy_lock);
+	st = p->ready;
+	if (!st) {
+		st = re_compile(p, ebuf, sizeof ebuf) ? -1 : 1;
+		__atomic_store_n(&p->ready, st, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&lazy_lock);
+	return st > 0;
+}
+
+void
+rules_pat_error(const struct rpat *p, char *err, size_t errlen)
+{
+	struct rpat tmp;
+	const char *why;
+
+	memset(&tmp, 0, sizeof tmp);
+	tmp.src = p->src;
+	tmp.body = p->body;
+	why = re_compile(&tmp, err, errlen);
+	if (tmp.has_re)
+		regfree(&tmp.re);
+	if (tmp.has_lre)
+		regfree(&tmp.lre);
+	if (!why)
+		snprintf(err, errlen, "regular expression /%s/ compiles now", p->src);
+}
+
+static const char *
+pat_compile(struct rpat *p, const struct tok *t, int body, int lazy)
 {
 	static __thread char ebuf[200];
 	size_t l;
-	int rc;
 
-	p->src = xstrdup(t->s);
+	p->src = ra_strdup(t->s);
 	p->is_re = t->re;
 	if (!t->re) {
 		l = strlen(t->s);
@@ -366,24 +523,18 @@ pat_compile(struct rpat *p, const struct tok *t, int body)
 			return why;
 		}
 	}
-	p->need = re_needed(t->s);
-	p->needlen = p->need ? strlen(p->need) : 0;
-	if (body) {
-		/* body text is lowercased once: one compile, no REG_ICASE */
-		char *low = re_lower(t->s);
-		p->has_lre = regcomp(&p->lre, low, REG_EXTENDED | REG_NOSUB | REG_NEWLINE) == 0;
-		free(low);
-		if (p->has_lre)
-			return NULL;
+	{
+		char *need = re_needed(t->s);
+		p->need = need ? ra_strdup(need) : NULL;
+		p->needlen = need ? strlen(need) : 0;
+		free(need);
 	}
-	rc = regcomp(&p->re, t->s, REG_EXTENDED | REG_ICASE | REG_NOSUB | REG_NEWLINE);
-	if (rc) {
-		char e[150];
-		regerror(rc, &p->re, e, sizeof e);
-		snprintf(ebuf, sizeof ebuf, "bad regular expression /%s/: %s", t->s, e);
+	p->body = body;
+	if (lazy)
+		return NULL;	/* p->ready 0: rules_pat_ready() compiles it */
+	if (re_compile(p, ebuf, sizeof ebuf))
 		return ebuf;
-	}
-	p->has_re = 1;
+	p->ready = 1;
 	return NULL;
 }
 
@@ -503,7 +654,6 @@ parse_days(struct tok *t, int n, unsigned *mask)
 			}
 		p += l;
 	}
-	free(all);
 	if (!why && !*mask)
 		why = "expected at least one day";
 	return why;
@@ -577,7 +727,7 @@ parse_cond(struct pstate *p, int neg, enum cond_kind kind, struct tok *t, int n)
 	const char *why = NULL;
 	int i;
 
-	r->conds = xreallocarray(r->conds, (size_t)r->nconds + 1, sizeof *r->conds);
+	r->conds = ra_grow(r->conds, r->nconds, &r->capconds, sizeof *r->conds);
 	c = &r->conds[r->nconds];
 	memset(c, 0, sizeof *c);
 	c->kind = kind;
@@ -603,15 +753,15 @@ parse_cond(struct pstate *p, int neg, enum cond_kind kind, struct tok *t, int n)
 					return perr(p, "header: bad field name \"%s\"", t[0].s);
 			if (!t[0].s[0])
 				return perr(p, "header: empty field name");
-			c->hname = xstrdup(t[0].s);
+			c->hname = ra_strdup(t[0].s);
 			t++;
 			n--;
 		}
 		if (n < 1)
 			return perr(p, "%s: expected at least one pattern", rules_cond_name(kind));
-		c->pats = xcalloc((size_t)n, sizeof *c->pats);
+		c->pats = ra_calloc((size_t)n, sizeof *c->pats);
 		for (i = 0; i < n; i++) {
-			why = pat_compile(&c->pats[i], &t[i], kind == C_BODY);
+			why = pat_compile(&c->pats[i], &t[i], kind == C_BODY, p->flags & RULES_LAZY);
 			c->npats = i + 1;
 			if (why)
 				return perr(p, "%s", why);
@@ -620,7 +770,7 @@ parse_cond(struct pstate *p, int neg, enum cond_kind kind, struct tok *t, int n)
 	case C_CLIENT:
 		if (n < 1)
 			return perr(p, "client: expected addresses or CIDR prefixes");
-		c->cidrs = xcalloc((size_t)n, sizeof *c->cidrs);
+		c->cidrs = ra_calloc((size_t)n, sizeof *c->cidrs);
 		for (i = 0; i < n; i++) {
 			int rc = t[i].re ? -1 : cidr_parse(t[i].s, &c->cidrs[i].ip, &c->cidrs[i].len);
 			if (rc == -2)
@@ -653,7 +803,6 @@ parse_cond(struct pstate *p, int neg, enum cond_kind kind, struct tok *t, int n)
 			*dash = 0;
 			bad = parse_hhmm(all, &c->from) < 0 || parse_hhmm(dash + 1, &c->to) < 0;
 		}
-		free(all);
 		if (bad)
 			return perr(p, "time: expected a range like 22:00-06:00");
 		if (c->from == c->to)
@@ -699,7 +848,7 @@ parse_reply(struct pstate *p, struct raction *a, struct tok *t, int n)
 	int i = 0;
 
 	a->code = cls == '5' ? 550 : 451;
-	snprintf(a->xcode, sizeof a->xcode, "%c.7.1", cls);
+	memcpy(a->xcode, cls == '5' ? "5.7.1" : "4.7.1", 6);
 	if (i < n && !t[i].quoted && strlen(t[i].s) == 3 && isdigit((unsigned char)t[i].s[0]) &&
 	    isdigit((unsigned char)t[i].s[1]) && isdigit((unsigned char)t[i].s[2])) {
 		if (t[i].s[0] != cls)
@@ -708,21 +857,47 @@ parse_reply(struct pstate *p, struct raction *a, struct tok *t, int n)
 		i++;
 	}
 	if (i < n && !t[i].quoted && isdigit((unsigned char)t[i].s[0]) && strchr(t[i].s, '.')) {
-		int x, y, z;
-		char c;
-		if (sscanf(t[i].s, "%d.%d.%d%c", &x, &y, &z, &c) != 3 || x != cls - '0' ||
-		    y < 0 || y > 999 || z < 0 || z > 999)
+		/* X.Y.Z, Y and Z 0-999 (leading zeros allowed, printed without) */
+		const char *q = t[i].s;
+		long v[3];
+		int k, bad = 0;
+		for (k = 0; k < 3 && !bad; k++) {
+			int digits = 0;
+			v[k] = 0;
+			while (isdigit((unsigned char)*q) && v[k] <= 999) {
+				v[k] = v[k] * 10 + (*q++ - '0');
+				digits++;
+			}
+			if (!digits || v[k] > 999 || (k < 2 ? *q++ != '.' : *q != 0))
+				bad = 1;
+		}
+		if (bad || v[0] != cls - '0')
 			return perr(p, "%s: bad enhanced status code \"%s\" (want %c.x.y)", kw, t[i].s, cls);
-		snprintf(a->xcode, sizeof a->xcode, "%d.%d.%d", x, y, z);
+		{
+			char *x = a->xcode;
+			for (k = 0; k < 3; k++) {
+				if (k)
+					*x++ = '.';
+				if (v[k] >= 100)
+					*x++ = (char)('0' + v[k] / 100);
+				if (v[k] >= 10)
+					*x++ = (char)('0' + v[k] / 10 % 10);
+				*x++ = (char)('0' + v[k] % 10);
+			}
+			*x = 0;
+		}
 		i++;
 	}
 	if (i < n)
 		a->text = join(t + i, n - i);
 	else {
-		struct buf b = BUF_INIT;
-		buf_printf(&b, "%s by rule \"%s\"", cls == '5' ? "Message rejected" :
-		    "Message deferred", p->cur->name);
-		a->text = b.s;
+		const char *pre = cls == '5' ? "Message rejected by rule \"" :
+		    "Message deferred by rule \"";
+		size_t pl = strlen(pre), nl = strlen(p->cur->name);
+		char *x = a->text = ra_alloc(pl + nl + 2);
+		memcpy(x, pre, pl);
+		memcpy(x + pl, p->cur->name, nl);
+		memcpy(x + pl + nl, "\"", 2);
 	}
 	if (strlen(a->text) > 400)
 		return perr(p, "%s: reply text longer than 400 characters", kw);
@@ -739,7 +914,7 @@ parse_action(struct pstate *p, enum act_kind kind, struct tok *t, int n)
 	const char *kw = rules_act_name(kind);
 	int i;
 
-	r->acts = xreallocarray(r->acts, (size_t)r->nacts + 1, sizeof *r->acts);
+	r->acts = ra_grow(r->acts, r->nacts, &r->capacts, sizeof *r->acts);
 	a = &r->acts[r->nacts++];
 	memset(a, 0, sizeof *a);
 	a->kind = kind;
@@ -762,13 +937,13 @@ parse_action(struct pstate *p, enum act_kind kind, struct tok *t, int n)
 	case A_COPY:
 		if (n < 1)
 			return perr(p, "%s: expected one or more addresses", kw);
-		a->addrs = xcalloc((size_t)n, sizeof *a->addrs);
+		a->addrs = ra_calloc((size_t)n, sizeof *a->addrs);
 		for (i = 0; i < n; i++) {
 			struct addr ad;
 			const char *why = addr_parse_path(t[i].s, strlen(t[i].s), &ad, 0, 0, NULL);
 			if (why)
 				return perr(p, "%s: \"%s\": %s", kw, t[i].s, why);
-			a->addrs[i] = xstrdup(ad.full);
+			a->addrs[i] = ra_strdup(ad.full);
 			a->naddrs = i + 1;
 		}
 		break;
@@ -785,7 +960,7 @@ parse_action(struct pstate *p, enum act_kind kind, struct tok *t, int n)
 			if ((unsigned char)t[0].s[i] <= ' ' || t[0].s[i] == ':' ||
 			    (unsigned char)t[0].s[i] >= 127)
 				return perr(p, "add-header: bad field name \"%s\"", t[0].s);
-		a->hname = xstrdup(t[0].s);
+		a->hname = ra_strdup(t[0].s);
 		a->text = join(t + 1, n - 1);
 		if (strlen(a->text) > 900 || !text_ok(a->text))
 			return perr(p, "add-header: value too long or with control characters");
@@ -801,7 +976,7 @@ parse_action(struct pstate *p, enum act_kind kind, struct tok *t, int n)
 	case A_FOLDER:
 		if (n != 1 || !folder_ok(t[0].s))
 			return perr(p, "folder: expected one folder name (letters, digits, . _ -; not starting with a dot)");
-		a->text = xstrdup(t[0].s);
+		a->text = ra_strdup(t[0].s);
 		break;
 	}
 	return 0;
@@ -885,7 +1060,7 @@ parse_line(struct pstate *p, char *line)
 			return perr(p, "rule: expected a name");
 		if (rs->nrules >= RULES_MAX_RULES)
 			return perr(p, "too many rules");
-		rs->rules = xreallocarray(rs->rules, (size_t)rs->nrules + 1, sizeof *rs->rules);
+		rs->rules = grow(rs->rules, rs->nrules, &rs->caprules, sizeof *rs->rules);
 		p->cur = &rs->rules[rs->nrules++];
 		memset(p->cur, 0, sizeof *p->cur);
 		p->cur->name = join(t + 1, n - 1);
@@ -943,35 +1118,37 @@ parse_line(struct pstate *p, char *line)
 	return perr(p, "unknown keyword \"%s\"", kw);
 }
 
-static int
-by_name(const void *a, const void *b)
-{
-	const struct rule *x = *(const struct rule *const *)a, *y = *(const struct rule *const *)b;
-	int c = strcasecmp(x->name, y->name);
-
-	return c ? c : x->line - y->line;
-}
-
-/* Names are unique (case-insensitively): sort, then compare neighbours. */
+/* Names are unique (case-insensitively): a hash table of the names in
+ * file order; the first name seen again is the duplicate reported. */
 static int
 check_names(struct pstate *p)
 {
 	struct ruleset *rs = p->rs;
-	const struct rule **v, *dup = NULL, *first = NULL;
-	int i;
+	const struct rule **tab, *dup = NULL, *first = NULL;
+	size_t size = 16, mask, i;
+	int r;
 
 	if (rs->nrules < 2)
 		return 0;
-	v = xcalloc((size_t)rs->nrules, sizeof *v);
-	for (i = 0; i < rs->nrules; i++)
-		v[i] = &rs->rules[i];
-	qsort(v, (size_t)rs->nrules, sizeof *v, by_name);
-	for (i = 1; i < rs->nrules; i++)
-		if (!strcasecmp(v[i - 1]->name, v[i]->name) && (!dup || v[i]->line < dup->line)) {
-			dup = v[i];
-			first = v[i - 1];
-		}
-	free(v);
+	while (size < (size_t)rs->nrules * 2)
+		size *= 2;
+	mask = size - 1;
+	tab = xcalloc(size, sizeof *tab);
+	for (r = 0; r < rs->nrules && !dup; r++) {
+		const struct rule *ru = &rs->rules[r];
+		const unsigned char *q;
+		uint32_t h = 2166136261u;
+		for (q = (const unsigned char *)ru->name; *q; q++)
+			h = (h ^ rules_lc[*q]) * 16777619u;
+		for (i = h & mask; tab[i]; i = (i + 1) & mask)
+			if (!strcasecmp(tab[i]->name, ru->name)) {
+				dup = ru;
+				first = tab[i];
+				break;
+			}
+		tab[i] = ru;
+	}
+	free(tab);
 	if (!dup)
 		return 0;
 	p->lineno = dup->line;
@@ -982,13 +1159,22 @@ int
 rules_parse(struct ruleset *rs, const char *path, const char *text, size_t len,
     char *err, size_t errlen)
 {
-	struct pstate p = { rs, path, 0, err, errlen, NULL };
+	return rules_parse_flags(rs, path, text, len, 0, err, errlen);
+}
+
+int
+rules_parse_flags(struct ruleset *rs, const char *path, const char *text, size_t len,
+    int flags, char *err, size_t errlen)
+{
+	struct pstate p = { rs, path, 0, err, errlen, NULL, flags };
 	size_t off = 0;
 	char line[MAX_LINE + 1];
 
 	memset(rs, 0, sizeof *rs);
 	rs->path = xstrdup(path);
 	rs->body_limit = RULES_BODY_DEFAULT;
+	rs->lazy = (flags & RULES_LAZY) != 0;
+	arena_rs = rs;
 	if (len > RULES_MAX_FILE)
 		return perr(&p, "file too large");
 	while (off < len) {
@@ -1053,36 +1239,25 @@ rules_parse_file(struct ruleset *rs, const char *path, char *err, size_t errlen)
 void
 rules_free(struct ruleset *rs)
 {
+	struct chunk *c, *next;
 	int i, j, k;
 
 	for (i = 0; i < rs->nrules; i++) {
 		struct rule *r = &rs->rules[i];
 		for (j = 0; j < r->nconds; j++) {
-			struct rcond *c = &r->conds[j];
-			for (k = 0; k < c->npats; k++) {
-				if (c->pats[k].has_re)
-					regfree(&c->pats[k].re);
-				if (c->pats[k].has_lre)
-					regfree(&c->pats[k].lre);
-				free(c->pats[k].src);
-				free(c->pats[k].lit);
-				free(c->pats[k].need);
+			struct rcond *cd = &r->conds[j];
+			for (k = 0; k < cd->npats; k++) {
+				if (cd->pats[k].has_re)
+					regfree(&cd->pats[k].re);
+				if (cd->pats[k].has_lre)
+					regfree(&cd->pats[k].lre);
 			}
-			free(c->pats);
-			free(c->cidrs);
-			free(c->hname);
 		}
-		for (j = 0; j < r->nacts; j++) {
-			struct raction *a = &r->acts[j];
-			for (k = 0; k < a->naddrs; k++)
-				free(a->addrs[k]);
-			free(a->addrs);
-			free(a->text);
-			free(a->hname);
-		}
-		free(r->conds);
-		free(r->acts);
-		free(r->name);
+	}
+	/* everything else is in the arena */
+	for (c = rs->arena; c; c = next) {
+		next = c->next;
+		free(c);
 	}
 	free(rs->rules);
 	free(rs->path);

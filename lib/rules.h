@@ -1,7 +1,8 @@
 /* rules: the SMTP Rules engine (conf/rules, see rules(5)).
  *
  * rules_parse() compiles a rules file into a read-only struct ruleset
- * (safe to share between threads); rmsg_* scans a message with bounded
+ * (safe to share between threads: the only thing written after the
+ * parse is a lazily compiled regex, under a lock); rmsg_* scans a message with bounded
  * memory (headers, MIME text parts decoded, attachment names, size);
  * rules_run() evaluates the rules for an envelope (and a message when
  * one is known) and fills a struct rresult with the verdict and the
@@ -38,6 +39,9 @@ enum pat_kind { PK_GLOB, PK_EXACT, PK_SUBSTR, PK_PREFIX, PK_SUFFIX, PK_ANY };
 struct rpat {
 	char *src;		/* as written (glob, or regex without slashes) */
 	int is_re;
+	int body;		/* a body pattern (compiled as lre) */
+	int ready;		/* regex: 0 not compiled yet (RULES_LAZY), 1 compiled,
+				 * -1 does not compile; read with rules_pat_ready() */
 	regex_t re;		/* REG_ICASE; not compiled for body patterns */
 	int has_re;
 	regex_t lre;		/* body: the pattern lowercased, for lowercased text */
@@ -84,9 +88,9 @@ struct rule {
 	int cont;		/* continue after a match */
 	enum rstage stage;	/* computed */
 	struct rcond *conds;
-	int nconds;
+	int nconds, capconds;
 	struct raction *acts;
-	int nacts;
+	int nacts, capacts;
 	enum act_kind final;	/* A_REJECT/A_TEMPFAIL/A_DISCARD/A_ACCEPT, or -1 */
 	int has_final;
 	int rcpt_dep;		/* has recipient conditions */
@@ -100,15 +104,25 @@ struct rule {
 struct ruleset {
 	char *path;
 	struct rule *rules;
-	int nrules;
+	int nrules, caprules;
+	int lazy;		/* parsed with RULES_LAZY */
+	void *arena;		/* the parse's allocations (see rules.c) */
 	size_t body_limit;	/* bytes of decoded body text scanned */
 	int need_headers, need_body, need_size, need_attach;
 };
 
 /* Parse a rules file. Returns 0, or -1 with "path:line: reason" in err.
- * text/len: the file contents (need not be NUL-terminated). */
+ * text/len: the file contents (need not be NUL-terminated). Every
+ * regular expression is compiled (full validation). */
 int rules_parse(struct ruleset *rs, const char *path, const char *text,
     size_t len, char *err, size_t errlen);
+/* flags for rules_parse_flags */
+#define RULES_LAZY 1	/* text known good (identical to a copy that passed
+			 * rules_parse): check everything but regcomp(3); each
+			 * regex is compiled on first use. One that then fails
+			 * to compile makes the decision a temporary failure. */
+int rules_parse_flags(struct ruleset *rs, const char *path, const char *text,
+    size_t len, int flags, char *err, size_t errlen);
 /* Read and parse path; -1 with err (also for a missing file, errno kept). */
 int rules_parse_file(struct ruleset *rs, const char *path, char *err, size_t errlen);
 void rules_free(struct ruleset *rs);
@@ -122,8 +136,15 @@ void rules_act_str(const struct raction *a, struct buf *b);
 /* Case-insensitive glob: '*' any run, '?' one byte, '\' quotes the next
  * character; anything else matches itself. Whole-string match. */
 int rules_glob(const char *pat, const char *s, size_t slen);
-/* Match one compiled pattern (glob fast paths or regex); s NUL-terminated. */
+/* Match one compiled pattern (glob fast paths or regex); s NUL-terminated.
+ * A regex that does not compile never matches and marks the running
+ * thread's rules_run() as broken. */
 int rules_pat_match(const struct rpat *p, const char *s, size_t n);
+/* A regex pattern compiled (now, if RULES_LAZY left it): 1, or 0 when
+ * it does not compile. Thread-safe. */
+int rules_pat_ready(const struct rpat *p);
+/* Why a regex pattern does not compile ("bad regular expression /x/: ..."). */
+void rules_pat_error(const struct rpat *p, char *err, size_t errlen);
 /* Lowercase ASCII table. */
 extern const unsigned char rules_lc[256];
 
@@ -237,6 +258,8 @@ struct rresult {
 	char *tag;		/* subject tag */
 	int nmatched;		/* rules that matched */
 	int undecided;		/* 1 + index of the later-stage rule that stopped the run, or 0 */
+	int broken;		/* V_TEMPFAIL because rule `rule` has a regex that
+				 * does not compile (RULES_LAZY); logged */
 };
 
 /* Run the rules up to stage `upto` (ST_DATA: all). Rules of a later

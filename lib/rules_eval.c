@@ -9,6 +9,7 @@
 
 #include "buf.h"
 #include "ipaddr.h"
+#include "log.h"
 #include "rules.h"
 
 #define L16(b) b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, \
@@ -21,6 +22,19 @@ const unsigned char rules_lc[256] = {
 	L16(224), L16(240)
 };
 #define LC(c) rules_lc[(unsigned char)(c)]
+
+/* Set when a regex needed by this thread's rules_run does not compile
+ * (only possible with RULES_LAZY): the run ends in a temporary failure. */
+static __thread int pat_broken;
+
+static int
+re_ready(const struct rpat *p)
+{
+	if (rules_pat_ready(p))
+		return 1;
+	pat_broken = 1;
+	return 0;
+}
 
 static int
 lit_eq(const char *lit, const char *s, size_t n)
@@ -56,6 +70,8 @@ rules_pat_match(const struct rpat *p, const char *s, size_t n)
 {
 	if (p->is_re) {
 		if (p->need && !lit_in(p->need, p->needlen, s, n))
+			return 0;
+		if (!re_ready(p))
 			return 0;
 		if (!p->has_re) {
 			/* a body pattern: only the lowercase form is compiled */
@@ -245,6 +261,8 @@ body_match(const struct rcond *c, const struct rmsg *m, struct buf *ev)
 			if (p->is_re) {
 				if (p->need && !memmem(lb, m->lbody.len, p->need, p->needlen))
 					continue;
+				if (!re_ready(p))
+					continue;
 				if (p->has_lre ? regexec(&p->lre, lb, 0, NULL, 0) == 0 :
 				    regexec(&p->re, s, 0, NULL, 0) == 0)
 					return 1;
@@ -268,6 +286,8 @@ body_match(const struct rcond *c, const struct rmsg *m, struct buf *ev)
 			if (c->pats[i].is_re) {
 				char *tmp;
 				if (!ev)
+					continue;
+				if (!re_ready(&c->pats[i]))
 					continue;
 				tmp = xstrndup(s, l);
 				if (c->pats[i].has_lre) {
@@ -534,7 +554,14 @@ eval_rule(const struct rule *r, const struct renv *e, int rcpt, struct buf *trac
 		if (decided && !trace)
 			break;
 		buf_clear(&ev);
-		c = eval_cond(&r->conds[i], e, rcpt, trace ? &ev : NULL);
+		{
+			/* a condition evaluated only for the trace must not
+			 * change the decision (the chain would not evaluate it) */
+			int saved = pat_broken;
+			c = eval_cond(&r->conds[i], e, rcpt, trace ? &ev : NULL);
+			if (decided)
+				pat_broken = saved;
+		}
 		if (trace) {
 			buf_clear(&cs);
 			rules_cond_str(&r->conds[i], &cs);
@@ -650,6 +677,37 @@ stage_reason(enum rstage s)
 	}
 }
 
+/* Rule ri needed a regex that does not compile: it could only come from
+ * a file taken as good without regcomp (RULES_LAZY). Neither accept nor
+ * reject on rules we cannot read: a temporary failure. */
+static void
+broken_rule(const struct ruleset *rs, int ri, struct rresult *res, struct buf *trace)
+{
+	const struct rule *r = &rs->rules[ri];
+	char why[300] = "a regular expression does not compile";
+	int line = r->line, j, k, found = 0;
+
+	for (j = 0; j < r->nconds && !found; j++)
+		for (k = 0; k < r->conds[j].npats && !found; k++) {
+			const struct rpat *p = &r->conds[j].pats[k];
+			if (p->is_re && __atomic_load_n(&p->ready, __ATOMIC_ACQUIRE) < 0) {
+				rules_pat_error(p, why, sizeof why);
+				line = r->conds[j].line;
+				found = 1;
+			}
+		}
+	log_warn("%s:%d: %s (rule \"%s\"; the file was taken as already checked): "
+	    "temporary failure until it is fixed", rs->path, line, why, r->name);
+	if (trace)
+		buf_printf(trace, "    => ERROR %s:%d: %s: temporary failure (4.3.0)\n", rs->path, line, why);
+	res->v = V_TEMPFAIL;
+	res->rule = ri;
+	res->code = 451;
+	strlcpy(res->xcode, "4.3.0", sizeof res->xcode);
+	strlcpy(res->text, "rules configuration error, try again later", sizeof res->text);
+	res->broken = 1;
+}
+
 void
 rules_run(const struct ruleset *rs, const struct renv *e, enum rstage upto,
     struct rresult *res, struct buf *trace)
@@ -666,6 +724,7 @@ rules_run(const struct ruleset *rs, const struct renv *e, enum rstage upto,
 		res->r[j].addr = xstrdup(e->rcpts[j]);
 	hit = xcalloc((size_t)e->nrcpt + 1, sizeof *hit);
 	int pseudo_done = 0;
+	pat_broken = 0;
 
 	for (i = 0; i < rs->nrules && res->v == V_DELIVER; i++) {
 		const struct rule *r = &rs->rules[i];
@@ -728,6 +787,10 @@ rules_run(const struct ruleset *rs, const struct renv *e, enum rstage upto,
 				if (eval_rule(r, e, j, trace, "      "))
 					hit[j] = 1, nhit++;
 			}
+		}
+		if (pat_broken) {
+			broken_rule(rs, i, res, trace);
+			break;
 		}
 		if (!nhit) {
 			if (trace)

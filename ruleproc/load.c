@@ -95,30 +95,18 @@ fail:
 	return -1;
 }
 
-/* Refresh rules.ok from a good rules text when it differs (best effort:
- * a read-only CONFDIR is fine). */
-static void
-refresh_ok(const struct opts *o, const struct buf *text)
+static int
+same_text(const struct buf *a, const struct buf *b)
 {
-	struct buf cur = BUF_INIT;
-	char p[4200];
-
-	path_of(o, "rules.ok", p, sizeof p);
-	if (read_all(p, &cur) == 0 && cur.len == text->len &&
-	    (cur.len == 0 || !memcmp(cur.s, text->s, cur.len))) {
-		buf_free(&cur);
-		return;
-	}
-	buf_free(&cur);
-	if (access(o->confdir, W_OK) == 0 && rp_install_ok(o->confdir, text->s ? text->s : "", text->len) < 0)
-		log_warnsys("cannot update %s", p);
+	return a->len == b->len && (a->len == 0 || !memcmp(a->s, b->s, a->len));
 }
 
 int
 rp_load(const struct opts *o, struct loaded *l, char *err, size_t errlen)
 {
 	char path[4200], okp[4200], e2[700];
-	struct buf text = BUF_INIT;
+	struct buf text = BUF_INIT, ok = BUF_INIT;
+	int ok_read = -1, ok_errno = 0;
 
 	memset(l, 0, sizeof *l);
 	if (o->rulesfile)
@@ -139,26 +127,57 @@ rp_load(const struct opts *o, struct loaded *l, char *err, size_t errlen)
 			return 0;
 		}
 		snprintf(l->why, sizeof l->why, "%.600s: %s", path, strerror(errno));
-	} else if (rules_parse(&l->rs, path, text.s ? text.s : "", text.len, l->why,
-	    sizeof l->why) == 0) {
-		if (!o->rulesfile)
-			refresh_ok(o, &text);
-		buf_free(&text);
-		return 0;
-	} else
+	} else {
+		/* rules.ok is only ever written (atomically) with a text that
+		 * passed the full check, so a rules file byte for byte equal
+		 * to it is known good: parse it without compiling the regular
+		 * expressions (most of the start-up cost); each is compiled
+		 * when first needed. -R files and the long-lived milter are
+		 * always checked in full. */
+		if (!o->rulesfile) {
+			ok_read = read_all(okp, &ok);
+			ok_errno = errno;
+		}
+		l->lazy = ok_read == 0 && !o->eager && same_text(&ok, &text);
+		if (rules_parse_flags(&l->rs, path, text.s ? text.s : "", text.len,
+		    l->lazy ? RULES_LAZY : 0, l->why, sizeof l->why) == 0) {
+			if (o->verbose)
+				log_info("%s: %s", path, l->lazy ? "same as rules.ok (checked when "
+				    "installed): regular expressions compiled when first needed" :
+				    "checked in full (every regular expression compiled)");
+			/* good and not the last good copy yet: refresh rules.ok
+			 * (best effort: a read-only CONFDIR is fine) */
+			if (!o->rulesfile && !(ok_read == 0 && same_text(&ok, &text)) &&
+			    access(o->confdir, W_OK) == 0 &&
+			    rp_install_ok(o->confdir, text.s ? text.s : "", text.len) < 0)
+				log_warnsys("cannot update %s", okp);
+			buf_free(&text);
+			buf_free(&ok);
+			return 0;
+		}
 		rules_free(&l->rs);
+		l->lazy = 0;
+	}
 	buf_free(&text);
 	log_warn("%s", l->why);
 	if (o->rulesfile) {
+		buf_free(&ok);
 		strlcpy(err, l->why, errlen);
 		return -1;
 	}
-	if (rules_parse_file(&l->rs, okp, e2, sizeof e2) == 0) {
+	/* the last good copy, checked in full */
+	if (ok_read < 0 && (ok_read = read_all(okp, &ok)) < 0)
+		ok_errno = errno;
+	if (ok_read < 0)
+		snprintf(e2, sizeof e2, "%.600s: %s", okp, strerror(ok_errno));
+	else if (rules_parse(&l->rs, okp, ok.s ? ok.s : "", ok.len, e2, sizeof e2) == 0) {
+		buf_free(&ok);
 		l->fallback = 1;
 		log_warn("using the last good rules from %s until %s is fixed", okp, path);
 		return 0;
-	}
-	rules_free(&l->rs);
+	} else
+		rules_free(&l->rs);
+	buf_free(&ok);
 	snprintf(err, errlen, "%s; no usable last good copy (%s)", l->why, e2);
 	return -1;
 }

@@ -82,7 +82,7 @@ rp_split_rcpts(const char *s, int *n)
 int
 main(int argc, char **argv)
 {
-	struct opts o;
+	static struct opts o;	/* reachable until exit (what it points to is never freed) */
 	const char *milter = NULL, *confopt = NULL;
 	int c, policy = 0, dry = 0, check = 0;
 
@@ -133,8 +133,10 @@ main(int argc, char **argv)
 		return argc ? (usage(), 0) : dry_run(&o);
 	if (policy)
 		return argc ? (usage(), 0) : policy_mode(&o);
-	if (milter)
+	if (milter) {
+		o.eager = 1;	/* long-lived: start-up cost does not matter */
 		return argc ? (usage(), 0) : milter_mode(&o, milter);
+	}
 	if (argc < 1)
 		usage();
 	return chain_mode(&o, argv);

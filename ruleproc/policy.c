@@ -98,7 +98,7 @@ int
 policy_mode(const struct opts *o)
 {
 	struct req r = { BUF_INIT, NULL, NULL, NULL, NULL, NULL, NULL, NULL };
-	struct loaded l;
+	static struct loaded l;	/* reachable until exit: not freed (see dry_run) */
 	char err[800];
 	int got;
 
@@ -165,7 +165,6 @@ flush:
 	if (fflush(stdout) == EOF)
 		diesys(EXIT_TEMP, "write");
 	buf_free(&r.raw);
-	rules_free(&l.rs);
 	if (got < 0) {
 		log_warn("malformed policy request; closing");
 		return EXIT_PERM;

@@ -11,6 +11,7 @@ struct opts {
 	const char *rulesfile;	/* -R, or NULL for CONFDIR/rules */
 	const char *when;	/* -w "DAY HH:MM" */
 	int verbose;
+	int eager;		/* check the rules in full even when rules == rules.ok (milter) */
 	/* dry run envelope */
 	const char *sender;
 	char **rcpts;
@@ -25,6 +26,7 @@ struct loaded {
 	struct ruleset rs;
 	int fallback;		/* using rules.ok */
 	int none;		/* no rules file at all */
+	int lazy;		/* rules == rules.ok: regexes compiled on first use */
 	char why[700];		/* why rules was not used (fallback) */
 	struct stat st_rules, st_ok;	/* for reload checks */
 };

@@ -157,7 +157,6 @@ main(void)
 			rresult_free(&r);
 			/* the body rule alone */
 			rs.rules[0].conds[0].neg = 1;
-			free(rs.rules[0].conds[0].pats[0].need);
 			rs.rules[0].conds[0].pats[0].need = NULL;
 			rules_run(&rs, &e, ST_DATA, &r, NULL);
 			CHECK((r.v == V_REJECT && r.rule == 1) == rx[k].want || (rx[k].want == 0 && r.rule == 0),

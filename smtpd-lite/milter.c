@@ -1236,7 +1236,7 @@ rewrite_spool(struct msg *g, struct mods *md)
  * the verdict byte or -1 (why). */
 static int
 m_message(struct milter *m, struct msg *g, struct buf *rcpts, struct mods *md,
-    const char *id, struct buf *yb, const char **why)
+    const char *id, struct buf *yb, enum mstage *st, const char **why)
 {
 	long long dl = now_ms() + m->tcont * 1000;
 	struct buf p = BUF_INIT, mac = BUF_INIT;
@@ -1247,6 +1247,7 @@ m_message(struct milter *m, struct msg *g, struct buf *rcpts, struct mods *md,
 
 #define SEND(c, d, l) do { if (m_write(m, c, d, l, dl) < 0) { *why = errno == ETIMEDOUT ? "timeout" : strerror(errno); v = -1; goto out; } } while (0)
 #define ANSWER(nr) do { if (!(m->pflags & (nr))) { v = m_verdict(m, (dl - now_ms()) / 1000 + 1, yb, why); if (v != 'c') goto out; } } while (0)
+	*st = MS_HDR;
 	if (!(m->pflags & SMFIP_NOHDRS)) {
 		for (i = 0; i < g->nh; i++) {
 			const char *val = g->h[i].value;
@@ -1261,10 +1262,12 @@ m_message(struct milter *m, struct msg *g, struct buf *rcpts, struct mods *md,
 			ANSWER(SMFIP_NR_HDR);
 		}
 	}
+	*st = MS_EOH;
 	if (!(m->pflags & SMFIP_NOEOH)) {
 		SEND('N', NULL, 0);
 		ANSWER(SMFIP_NR_EOH);
 	}
+	*st = MS_BODY;
 	if (!(m->pflags & SMFIP_NOBODY) && lseek(g->fd, g->body_off, SEEK_SET) >= 0) {
 		int skip = 0, eof = 0;
 		buf_clear(&p);
@@ -1292,6 +1295,7 @@ m_message(struct milter *m, struct msg *g, struct buf *rcpts, struct mods *md,
 			}
 		}
 	}
+	*st = MS_EOM;
 	mac_add(&mac, "i", id);
 	{
 		struct buf d = BUF_INIT;
@@ -1347,6 +1351,7 @@ milter_message(int fd, const char *id, struct buf *rcpts, struct mres *r)
 	for (i = 0; i < nms && !code; i++) {
 		struct milter *m = &ms[i];
 		struct mods md;
+		enum mstage st = MS_HDR;
 		const char *why = NULL;
 		int v;
 
@@ -1361,12 +1366,12 @@ milter_message(int fd, const char *id, struct buf *rcpts, struct mres *r)
 		}
 		memset(&md, 0, sizeof md);
 		md.bodyfd = -1;
-		v = m_message(m, &g, rcpts, &md, id, &yb, &why);
+		v = m_message(m, &g, rcpts, &md, id, &yb, &st, &why);
 		m->in_msg = 0;
 		if (v < 0) {
 			if (md.bodyfd >= 0)
 				close(md.bodyfd);
-			if ((code = m_fail(m, "eom", why, r->reply)))
+			if ((code = m_fail(m, stage_names[st], why, r->reply)))
 				r->code = code;
 			continue;
 		}
@@ -1384,9 +1389,9 @@ milter_message(int fd, const char *id, struct buf *rcpts, struct mres *r)
 				snprintf(r->reply, sizeof r->reply, "451 4.3.0 Error: cannot store message, try again later");
 				code = r->code = 451;
 			}
-			log_info("milter %s stage=eom action=%s%s", m->spec, v == 'a' ? "accept" : "continue",
-			    md.any ? " modified" : "");
-		} else if (apply_verdict(m, MS_EOM, v, yb.s, r))
+			log_info("milter %s stage=%s action=%s%s", m->spec, stage_names[st],
+			    v == 'a' ? "accept" : "continue", md.any ? " modified" : "");
+		} else if (apply_verdict(m, st, v, yb.s, r))
 			code = r->code ? r->code : 0;
 		if (md.bodyfd >= 0)
 			close(md.bodyfd);

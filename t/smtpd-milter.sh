@@ -75,3 +75,154 @@ RULES
 else
 	skip "ruleproc not built"
 fi
+
+# ---- a scripted fake milter ----
+FM=$T/fm
+mkdir -p "$FM"
+chmod 777 "$FM"
+FS=$FM/sock
+python3 "$FIX/fake-milter.py" "$FS" "$FM" 2>"$T/fake.log" &
+bg_pid $!
+i=0; while [ ! -S "$FS" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+# a chain that also records FOLDERS (quarantine)
+cat >"$T/chain.sh" <<EOS
+#!/bin/sh
+printf '%s' "\${FOLDERS:-}" >"\$1/\$MXID.folders"
+exec "$CHAIN" "\$@"
+EOS
+chmod 755 "$T/chain.sh"
+CHAIN=$T/chain.sh
+script() { printf '%s\n' "$1" >"$FM/script.json"; rm -f "$FM/log" "$FM/body" "$T"/out/*; }
+flog() { cat "$FM/log" 2>/dev/null; }
+usesettings "milter unix:$FS"
+
+script '{}'
+out=$(msg bob@remote.test alice@example.com | codes)
+is "$out" "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "fake: all continue: accepted"
+is "$(nmsg)" 1 "fake: all continue: delivered"
+l=$(flog)
+like "$l" '^O 6 63 [0-9]+$' "optneg: version 6, actions add/change header, body, add/del rcpt, quarantine"
+like "$l" '^D C .*j=mx\.example\.com .*\{client_addr\}=127\.0\.0\.1' "connect macros j and {client_addr}"
+like "$l" '^D C .*\{daemon_name\}=smtpd-lite .*\{client_name\}=unknown' "connect macros {daemon_name} {client_name}"
+like "$l" '^C unknown 4 [0-9]+ 127\.0\.0\.1$' "connect: host, family, port, address"
+like "$l" '^H client\.test$' "HELO"
+like "$l" '^D M i=[0-9A-F]+ \{mail_addr\}=bob@remote\.test$' "MAIL macros i {mail_addr}"
+like "$l" '^M <bob@remote\.test>$' "MAIL"
+like "$l" '^D R \{rcpt_addr\}=alice@example\.com$' "RCPT macro {rcpt_addr}"
+like "$l" '^R <alice@example\.com>$' "RCPT"
+like "$l" '^L Received: from client\.test' "headers from the spool: our Received: first"
+like "$l" '^L Subject: test$' "header value without the leading space"
+like "$l" '^N$' "end of headers"
+is "$(cat "$FM/body")" "$(printf 'Hello.\r')" "body with CRLF ends"
+is "$(flog | tail -3 | tr '\n' ' ')" "D E i=$(basename "$(lastmsg)" .msg) E Q " "end of message with i, then quit"
+
+# big body: chunks of at most 65535 bytes
+script '{}'
+python3 -c 'import sys; sys.stdout.write("EHLO c\r\nMAIL FROM:<b@remote.test>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\nSubject: big\r\n\r\n" + ("y" * 98 + "\r\n") * 2000 + ".\r\nQUIT\r\n")' >"$T/big.smtp"
+out=$(TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" $CHAIN "$T/out" <"$T/big.smtp" 2>>"$T/log" | codes)
+is "$out" "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "big message accepted"
+is "$(flog | grep '^B ' | awk '{ if ($2 > 65535) bad = 1; n++; s += $2 } END { print n, s, bad + 0 }')" "4 200000 0" \
+   "200000-byte body in 4 chunks of at most 65535 bytes"
+is "$(tail -c 10 "$(lastmsg)" | od -c | head -1 | grep -c '\\r')" 0 "delivered copy keeps LF ends"
+
+# replies at each stage
+script '{"replies": {"C": "r"}}'
+like "$(msg bob@remote.test alice@example.com | codes)" "^220,250,554 5.7.1,503 5.5.1,503 5.5.1,500 5.5.2" \
+   "connect reject: every transaction refused 554 5.7.1"
+script '{"replies": {"H": "y:550 5.7.1 no helo for you"}}'
+like "$(msg bob@remote.test alice@example.com | tr -d '\r' | sed -n 2p)" '^550 5\.7\.1 no helo for you$' "HELO reject with setreply text"
+script '{"replies": {"M": "t"}}'
+like "$(msg bob@remote.test alice@example.com | codes)" '^220,250,451 4\.7\.1,' "MAIL tempfail: 451 4.7.1"
+like "$(flog)" '^A$' "abort after the refused MAIL"
+script '{"rcpt": {"<carol@example.com>": "y:550 5.1.1 carol is away"}}'
+out=$(msg bob@remote.test carol@example.com alice@example.com | tr -d '\r')
+like "$out" '^550 5\.1\.1 carol is away$' "RCPT: per-recipient reject with text"
+like "$(cat "$T"/out/*.env)" '^RECIPIENTS=alice@example.com $' "RCPT: the others still get it"
+script '{"rcpt": {"<carol@example.com>": "t"}}'
+like "$(msg bob@remote.test carol@example.com alice@example.com | codes)" '^220,250,250 2\.1\.0,451 4\.7\.1,250 2\.1\.5,354,250' "RCPT: per-recipient tempfail"
+script '{"replies": {"T": "r"}}'
+like "$(msg bob@remote.test alice@example.com | codes)" '^220,250,250 2\.1\.0,250 2\.1\.5,550 5\.7\.1,' "DATA reject before 354"
+script '{"replies": {"L": "y:554 5.7.1 bad header"}}'
+out=$(msg bob@remote.test alice@example.com | tr -d '\r')
+like "$out" '^554 5\.7\.1 bad header$' "header reject after the dot with text"
+is "$(nmsg)" 0 "header reject: nothing delivered"
+script '{"replies": {"B": "t"}}'
+like "$(msg bob@remote.test alice@example.com | codes)" '354,451 4\.7\.1,221' "body tempfail: 451 4.7.1"
+script '{"replies": {"E": "y:451 4.7.0 try later please"}}'
+like "$(msg bob@remote.test alice@example.com | tr -d '\r')" '^451 4\.7\.0 try later please$' "end-of-message tempfail with text"
+is "$(nmsg)" 0 "tempfail: nothing delivered"
+script '{"replies": {"E": "d"}}'
+like "$(msg bob@remote.test alice@example.com | codes)" '354,250 2\.0\.0,221' "end-of-message discard: 250"
+is "$(nmsg)" 0 "discard: nothing delivered"
+script '{"replies": {"M": "d"}}'
+like "$(msg bob@remote.test alice@example.com | codes)" '354,250 2\.0\.0,221' "MAIL discard: 250 at the end"
+is "$(nmsg)" 0 "MAIL discard: nothing delivered"
+script '{"replies": {"N": "a"}}'
+like "$(msg bob@remote.test alice@example.com | codes)" '354,250 2\.0\.0,221' "accept at end of headers"
+is "$(nmsg)" 1 "accept: delivered"
+is "$(flog | grep -c '^B ')" 0 "accept: no body sent after it"
+like "$(cat "$T/log")" 'milter unix:.* stage=eoh action=accept' "accept logged"
+
+# modifications at end of message
+script '{"mods": [["h", "X-Fake", "added"], ["m", 1, "Subject", "changed subject"], ["i", 0, "X-First", "top"],
+  ["m", 1, "X-Gone", ""], ["b", "new body line 1\r\nline 2\r\n"], ["-", "<alice@example.com>"], ["+", "<bob@example.com>"]]}'
+out=$(talk "${E}MAIL FROM:<b@remote.test>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\nSubject: test\r\nX-Gone: bye\r\n\r\nold body\r\n.\r\n$Q" | codes)
+is "$out" "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "modifications: accepted"
+m=$(lastmsg)
+is "$(head -1 "$m")" "X-First: top" "insheader at index 0"
+like "$(cat "$m")" '^Subject: changed subject$' "chgheader"
+nok "chgheader with an empty value deletes" grep -q '^X-Gone' "$m"
+like "$(cat "$m")" '^X-Fake: added$' "addheader"
+is "$(sed '1,/^$/d' "$m")" "$(printf 'new body line 1\nline 2')" "replbody (CRLF -> LF in the spool)"
+like "$(cat "$T"/out/*.env)" '^RECIPIENTS=bob@example.com $' "delrcpt + addrcpt"
+like "$(cat "$T/log")" 'stage=eom addrcpt=<bob@example.com>' "addrcpt logged"
+script '{"mods": [["q", "looks like a virus"]]}'
+msg bob@remote.test alice@example.com >/dev/null
+like "$(cat "$(lastmsg)")" '^X-Quarantine: looks like a virus$' "quarantine: X-Quarantine header"
+is "$(cat "$T"/out/*.folders)" "$(printf 'alice@example.com\tQuarantine')" "quarantine: FOLDERS sends it to the Quarantine folder"
+script '{"actions": 1, "mods": [["-", "<alice@example.com>"]]}'
+like "$(msg bob@remote.test alice@example.com | codes)" '354,451 4\.7\.1,221' "modification not negotiated: milter error, tempfail"
+
+# protocol flags: skipped steps and no-reply steps
+script "{\"pflags\": $((0x2 | 0x4 | 0x20 | 0x40 | 0x10 | 0x200))}"
+is "$(msg bob@remote.test alice@example.com | codes)" "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "NOHELO NOMAIL NOHDRS NOEOH NOBODY NODATA: accepted"
+is "$(flog | grep -v '^D' | cut -c1 | tr -d '\n')" "OCREQ" "only connect, RCPT, end of message and quit sent"
+script "{\"pflags\": $((0x1 | 0x8000 | 0x80 | 0x80000)), \"replies\": {\"R\": \"close\"}}"
+is "$(msg bob@remote.test alice@example.com | codes)" "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "NOCONNECT, NR_RCPT NR_HDR NR_BODY: no replies awaited"
+nok "NOCONNECT: no connect sent" grep -q '^C ' "$FM/log"
+script "{\"pflags\": $((0x400)), \"replies\": {\"B\": \"s\"}}"
+TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" $CHAIN "$T/out" <"$T/big.smtp" 2>>"$T/log" >/dev/null
+is "$(flog | grep -c '^B ')" 1 "SKIP: no more body chunks after the first"
+is "$(nmsg)" 1 "SKIP: delivered"
+
+# timeouts and a dead milter: the default action
+usesettings "milter unix:$FS" "milter_command_timeout 1"
+script '{"replies": {"M": "sleep:3"}}'
+like "$(msg bob@remote.test alice@example.com | codes)" '^220,250,451 4\.7\.1,' "command timeout: 451 4.7.1 (default tempfail)"
+is "$(nmsg)" 0 "command timeout: nothing delivered"
+like "$(cat "$T/log")" 'stage=mail failed: timeout; default_action=tempfail' "timeout logged"
+usesettings "milter unix:$FS command_timeout=1 default_action=accept"
+script '{"replies": {"M": "sleep:3"}}'
+is "$(msg bob@remote.test alice@example.com | codes)" "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "per-milter default_action=accept: accepted"
+is "$(nmsg)" 1 "default_action=accept: delivered without the milter"
+usesettings "milter unix:$FS content_timeout=1"
+script '{"replies": {"E": "sleep:3"}}'
+like "$(msg bob@remote.test alice@example.com | codes)" '354,451 4\.7\.1,221' "content timeout at end of message: 451 4.7.1"
+is "$(nmsg)" 0 "content timeout: nothing delivered"
+usesettings "milter unix:$T/no-such.sock"
+like "$(msg bob@remote.test alice@example.com | codes)" '^220,250,451 4\.7\.1,' "dead milter: 451 4.7.1 at MAIL"
+is "$(nmsg)" 0 "dead milter: nothing delivered"
+usesettings "milter unix:$T/no-such.sock" "milter_default_action reject"
+like "$(msg bob@remote.test alice@example.com | codes)" '^220,250,550 5\.7\.1,' "dead milter, milter_default_action reject: 550 5.7.1"
+usesettings "milter unix:$T/no-such.sock default_action=accept"
+like "$(msg bob@remote.test alice@example.com | codes)" '354,250 2\.0\.0,221' "dead milter, default_action=accept: accepted"
+is "$(nmsg)" 1 "dead milter, accept: delivered"
+script '{"replies": {"R": "close"}}'
+usesettings "milter unix:$FS"
+like "$(msg bob@remote.test alice@example.com | codes)" '^220,250,250 2\.1\.0,451 4\.7\.1,' "milter hangs up at RCPT: 451 4.7.1"
+# two milters in order: the first one's header is seen by the second
+usesettings "milter unix:$FS" "milter unix:$FS"
+script '{"mods": [["h", "X-Fake", "added"]]}'
+msg bob@remote.test alice@example.com >/dev/null
+is "$(grep -c '^X-Fake: added' "$(lastmsg)")" 2 "two milters: both applied"
+like "$(flog)" '^L X-Fake: added$' "the second milter sees the first one's header"

@@ -226,3 +226,54 @@ script '{"mods": [["h", "X-Fake", "added"]]}'
 msg bob@remote.test alice@example.com >/dev/null
 is "$(grep -c '^X-Fake: added' "$(lastmsg)")" 2 "two milters: both applied"
 like "$(flog)" '^L X-Fake: added$' "the second milter sees the first one's header"
+
+# ---- OpenDKIM from Debian: signing, then verify mode ----
+if command -v opendkim >/dev/null && command -v opendkim-genkey >/dev/null; then
+	D=$T/dkim
+	mkdir -p "$D"
+	opendkim-genkey -D "$D" -d example.com -s sel
+	# the public key as TestPublicKeys wants it: "name TXT-data"
+	printf 'sel._domainkey.example.com %s\n' "$(tr -d '\n\t' <"$D/sel.txt" | sed 's/^[^(]*( *//; s/ *).*//; s/" *"//g; s/"//g')" >"$D/pubkeys"
+	echo "sel._domainkey.example.com example.com:sel:$D/sel.private" >"$D/keytable"
+	echo "*@example.com sel._domainkey.example.com" >"$D/signingtable"
+	common="Background no
+Syslog no
+UMask 000
+RequireSafeKeys false
+Canonicalization relaxed/relaxed"
+	printf '%s\nMode s\nSocket local:%s\nKeyTable %s\nSigningTable refile:%s\nInternalHosts 127.0.0.0/8\n' \
+	    "$common" "$D/sign.sock" "$D/keytable" "$D/signingtable" >"$D/sign.conf"
+	printf '%s\nMode v\nSocket local:%s\nTestPublicKeys %s\nAuthservID mx.example.com\nInternalHosts 192.0.2.254\n' \
+	    "$common" "$D/verify.sock" "$D/pubkeys" >"$D/verify.conf"
+	opendkim -f -x "$D/sign.conf" 2>"$D/sign.log" &
+	bg_pid $!
+	opendkim -f -x "$D/verify.conf" 2>"$D/verify.log" &
+	bg_pid $!
+	i=0; while { [ ! -S "$D/sign.sock" ] || [ ! -S "$D/verify.sock" ]; } && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+	# signing: mail from a relay client (127.0.0.2 in the sample access
+	# table) with a From: in example.com, relayed out
+	usesettings "milter unix:$D/sign.sock"
+	rm -f "$T"/out/*
+	out=$(IP=127.0.0.2 talk "${E}MAIL FROM:<alice@example.com>\r\nRCPT TO:<someone@elsewhere.test>\r\nDATA\r\nFrom: Alice <alice@example.com>\r\nTo: someone@elsewhere.test\r\nSubject: signed\r\n\r\nThis message is signed.\r\n.\r\n$Q" | codes)
+	is "$out" "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "opendkim signing: relayed message accepted"
+	signed=$T/signed.msg
+	cp "$(lastmsg)" "$signed" 2>/dev/null
+	like "$(cat "$signed" 2>/dev/null)" '^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=example.com;' "opendkim signing: DKIM-Signature in the relayed copy"
+	# verify mode on the signed copy: Authentication-Results dkim=pass
+	usesettings "milter unix:$D/verify.sock"
+	rm -f "$T"/out/*
+	{ printf 'EHLO out.example.com\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n'
+	  sed 's/^\./../; s/$/\r/' "$signed"
+	  printf '.\r\nQUIT\r\n'; } >"$T/signed.smtp"
+	out=$(TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" $CHAIN "$T/out" <"$T/signed.smtp" 2>>"$T/log" | codes)
+	is "$out" "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "opendkim verify: incoming signed message accepted"
+	like "$(cat "$(lastmsg)" 2>/dev/null)" '^Authentication-Results: mx\.example\.com;' "opendkim verify: Authentication-Results added"
+	like "$(cat "$(lastmsg)" 2>/dev/null | tr -d '\n')" 'dkim=pass' "opendkim verify: the signature made through smtpd-lite verifies (dkim=pass)"
+	# a changed body fails
+	rm -f "$T"/out/*
+	sed 's/This message is signed/This message was changed/' "$T/signed.smtp" >"$T/forged.smtp"
+	TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" $CHAIN "$T/out" <"$T/forged.smtp" 2>>"$T/log" >/dev/null
+	like "$(cat "$(lastmsg)" 2>/dev/null | tr -d '\n')" 'dkim=fail' "opendkim verify: a changed body gives dkim=fail"
+else
+	skip "opendkim not installed (apt-get install opendkim opendkim-tools)"
+fi

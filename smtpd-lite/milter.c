@@ -633,6 +633,7 @@ milter_connect(const struct settings *s, const struct client *c, const char *id,
 	mac_add(&mac, "{daemon_name}", "smtpd-lite");
 	mac_add(&mac, "{daemon_addr}", c->localip);
 	mac_add(&mac, "{daemon_port}", c->localport);
+	mac_add(&mac, "{if_addr}", c->localip);	/* Sendmail's name for it */
 	mac_add(&mac, "{client_addr}", c->ip);
 	mac_add(&mac, "{client_port}", c->port);
 	mac_add(&mac, "{client_name}", c->host[0] ? c->host : "unknown");

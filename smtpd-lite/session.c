@@ -98,13 +98,13 @@ finish(struct sess *ss, const char *why)
 static void
 reset_tx(struct sess *ss)
 {
+	if (ss->in_mail)
+		milter_abort();	/* only those still inside a message get it */
 	ss->in_mail = ss->rcpt_tried = 0;
 	ss->sender[0] = ss->first_rcpt[0] = ss->redirect[0] = 0;
 	ss->size = 0;
 	ss->nrcpt = 0;
 	ss->discard = 0;
-	if (ss->in_mail)
-		milter_abort();
 	buf_clear(&ss->rcpts);
 	buf_clear(&ss->tprepend);
 }

@@ -6,7 +6,8 @@
  * policy.c (Postfix policy delegation clients), chain.c (the delivery
  * chain), listen.c (the own -l listener), util.c (ids, dates, argv),
  * tls.c (STARTTLS and implicit TLS, OpenSSL), auth.c (SMTP AUTH:
- * base64, password checks against auth.cdb). */
+ * base64, password checks against auth.cdb), milter.c (the milter
+ * client: smtpd_milters-style content filters). */
 #ifndef SMTPD_H
 #define SMTPD_H
 #include <stddef.h>

@@ -116,6 +116,11 @@ like "$l" '^N$' "end of headers"
 is "$(cat "$FM/body")" "$(printf 'Hello.\r')" "body with CRLF ends"
 is "$(flog | tail -3 | tr '\n' ' ')" "D E i=$(basename "$(lastmsg)" .msg) E Q " "end of message with i, then quit"
 
+script '{}'
+talk "${E}MAIL FROM:<bob@remote.test>\r\nRCPT TO:<alice@example.com>\r\nRSET\r\nMAIL FROM:<bob@remote.test>\r\n$Q" >/dev/null
+is "$(flog | grep -v '^D' | cut -c1 | tr -d '\n')" "OCHMRAMQ" "RSET: abort, then the next MAIL; quit at the end"
+like "$(flog)" '\{if_addr\}=' "connect macro {if_addr}"
+
 # big body: chunks of at most 65535 bytes
 script '{}'
 python3 -c 'import sys; sys.stdout.write("EHLO c\r\nMAIL FROM:<b@remote.test>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\nSubject: big\r\n\r\n" + ("y" * 98 + "\r\n") * 2000 + ".\r\nQUIT\r\n")' >"$T/big.smtp"

@@ -72,6 +72,15 @@ RULES
 	like "$out" '^554 5\.7\.1 No evil payloads here$' "ruleproc: end-of-data reject with the rule's text"
 	is "$(nmsg)" 0 "ruleproc: rejected message not delivered"
 	like "$(cat "$T/log")" 'milter unix:.* stage=mail action=reject reply=550 5\.7\.1 Bad senders' "one log line per milter decision"
+	# the same over TCP: inet:HOST:PORT (libmilter's own syntax is PORT@HOST)
+	PT=$(free_port)
+	ruleproc -m "inet:$PT@127.0.0.1" -c "$T/rconf" 2>"$T/ruleproc-inet.log" &
+	bg_pid $!
+	wait_port 127.0.0.1 "$PT"
+	usesettings "milter inet:127.0.0.1:$PT"
+	rm -f "$T"/out/*
+	is "$(msg bob@remote.test alice@example.com | codes)" "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "ruleproc over inet: accepted"
+	like "$(cat "$(lastmsg)" 2>/dev/null)" '^X-Rules: checked$' "ruleproc over inet: header added"
 else
 	skip "ruleproc not built"
 fi

@@ -291,3 +291,31 @@ Canonicalization relaxed/relaxed"
 else
 	skip "opendkim not installed (apt-get install opendkim opendkim-tools)"
 fi
+
+# ---- clamav-milter from Debian, with a signature made here ----
+if command -v clamd >/dev/null && command -v clamav-milter >/dev/null && command -v sigtool >/dev/null; then
+	CL=$T/clam
+	mkdir -p "$CL/db"
+	echo "Mx.Test.Marker:0:*:$(printf 'MXTESTVIRUSMARKER-4711' | sigtool --hex-dump | tr -d '\n')" >"$CL/db/mxtest.ndb"
+	printf 'LocalSocket %s\nDatabaseDirectory %s\nForeground yes\nLogFile %s\n' \
+	    "$CL/clamd.sock" "$CL/db" "$CL/clamd.log" >"$CL/clamd.conf"
+	printf 'MilterSocket unix:%s\nMilterSocketMode 666\nClamdSocket unix:%s\nForeground yes\nOnInfected Reject\nLogFile %s\nFixStaleSocket yes\n' \
+	    "$CL/milter.sock" "$CL/clamd.sock" "$CL/milter.log" >"$CL/milter.conf"
+	clamd -c "$CL/clamd.conf" >"$CL/clamd.out" 2>&1 &
+	bg_pid $!
+	i=0; while [ ! -S "$CL/clamd.sock" ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+	clamav-milter -c "$CL/milter.conf" >"$CL/milter.out" 2>&1 &
+	bg_pid $!
+	i=0; while [ ! -S "$CL/milter.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+	usesettings "milter unix:$CL/milter.sock"
+	rm -f "$T"/out/*
+	is "$(msg bob@remote.test alice@example.com | codes)" "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "clamav-milter: a clean message is accepted"
+	is "$(nmsg)" 1 "clamav-milter: clean message delivered"
+	rm -f "$T"/out/*
+	out=$(BODY='here it comes: MXTESTVIRUSMARKER-4711 end' msg bob@remote.test alice@example.com | tr -d '\r')
+	like "$(printf '%s\n' "$out" | codes)" '354,5[0-9][0-9] 5\.[0-9]\.[0-9],221' "clamav-milter: the test signature is rejected after the dot"
+	is "$(nmsg)" 0 "clamav-milter: infected message not delivered"
+	like "$(cat "$T/log")" 'milter unix:.*clam/milter.sock stage=eom action=reject' "clamav-milter: decision logged"
+else
+	skip "clamav-milter not installed (apt-get install clamav-daemon clamav-milter)"
+fi

@@ -1175,6 +1175,28 @@ rules_parse_flags(struct ruleset *rs, const char *path, const char *text, size_t
 	rs->body_limit = RULES_BODY_DEFAULT;
 	rs->lazy = (flags & RULES_LAZY) != 0;
 	arena_rs = rs;
+	/* size the rules array once: lines starting with "rule " (a
+	 * guess; the array still grows if it is short) */
+	if (len <= RULES_MAX_FILE) {
+		const char *q = text, *end = text + len;
+		int n = 0;
+		while (q < end) {
+			const char *nl = memchr(q, '\n', (size_t)(end - q));
+			const char *le = nl ? nl : end;
+			while (q < le && (*q == ' ' || *q == '\t'))
+				q++;
+			if (le - q > 4 && (*q | 0x20) == 'r' && !strncasecmp(q, "rule", 4) &&
+			    (q[4] == ' ' || q[4] == '\t'))
+				n++;
+			if (!nl)
+				break;
+			q = nl + 1;
+		}
+		if (n > 0) {
+			rs->caprules = n < RULES_MAX_RULES ? n : RULES_MAX_RULES;
+			rs->rules = xreallocarray(NULL, (size_t)rs->caprules, sizeof *rs->rules);
+		}
+	}
 	if (len > RULES_MAX_FILE)
 		return perr(&p, "file too large");
 	while (off < len) {

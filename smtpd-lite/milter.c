@@ -601,10 +601,12 @@ milter_connect(const struct settings *s, const struct client *c, const char *id,
 	uint16_t port;
 	int i;
 
+	memset(r, 0, sizeof *r);
+	if (!s->nmilter)
+		return;
 	S = s;
 	C = c;
 	snprintf(sid, sizeof sid, "%s", id);
-	memset(r, 0, sizeof *r);
 	for (i = 0; i < s->nmilter && nms < SETTINGS_MAX_MILTER; i++) {
 		if (parse_spec(&ms[nms], s->milter[i], err, sizeof err) < 0) {
 			/* a broken line is a failed milter, never a silent skip */
@@ -945,6 +947,7 @@ struct mods {
 	int newbody;		/* body replaced: text in bodyfd */
 	int bodyfd;
 	int pending_cr;
+	long long bodylen;	/* replacement bytes so far (max_size caps it) */
 	char qreason[256];
 };
 
@@ -1138,8 +1141,18 @@ apply_mod(struct milter *m, struct msg *g, struct buf *rcpts, struct mods *md, i
 			return -1;
 		}
 		strip_angle(a, sizeof a, p);
-		if (!a[0] || strchr(a, '\n'))
-			goto bad;
+		{
+			/* a well-formed address only: it goes into RECIPIENTS */
+			char path[ADDR_PATH_MAX + 8];
+			struct addr ad;
+			const char *rest;
+			snprintf(path, sizeof path, "<%s>", a);
+			if (!a[0] || addr_parse_path(path, strlen(path), &ad, 0, 1, &rest) || *rest) {
+				log_warn("milter %s: addrcpt: bad address, ignored", m->spec);
+				return 0;
+			}
+			snprintf(a, sizeof a, "%s", ad.full);
+		}
 		if ((long long)rcpt_count(rcpts) >= S->max_recipients) {
 			log_warn("milter %s: addrcpt %s over max_recipients, ignored", m->spec, a);
 			return 0;
@@ -1167,6 +1180,10 @@ apply_mod(struct milter *m, struct msg *g, struct buf *rcpts, struct mods *md, i
 				return -1;
 			}
 			md->newbody = 1;
+		}
+		if ((md->bodylen += (long long)b->len) > S->max_size) {
+			*why = "replacement body over max_size";
+			return -1;
 		}
 		if (body_append(md, p, b->len) < 0) {
 			*why = strerror(errno);

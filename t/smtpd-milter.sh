@@ -194,6 +194,9 @@ script '{"mods": [["q", "looks like a virus"]]}'
 msg bob@remote.test alice@example.com >/dev/null
 like "$(cat "$(lastmsg)")" '^X-Quarantine: looks like a virus$' "quarantine: X-Quarantine header"
 is "$(cat "$T"/out/*.folders)" "$(printf 'alice@example.com\tQuarantine')" "quarantine: FOLDERS sends it to the Quarantine folder"
+script '{"mods": [["+", "<bad address\nRCPT: x>"], ["+", "<Carol@Example.com>"]]}'
+msg bob@remote.test alice@example.com >/dev/null
+like "$(cat "$T"/out/*.env)" '^RECIPIENTS=alice@example.com Carol@example.com $' "addrcpt: a malformed address is ignored, a good one added"
 script '{"actions": 1, "mods": [["-", "<alice@example.com>"]]}'
 like "$(msg bob@remote.test alice@example.com | codes)" '354,451 4\.7\.1,221' "modification not negotiated: milter error, tempfail"
 

@@ -768,13 +768,14 @@ milter_data(const char *id, struct mres *r)
 void
 milter_abort(void)
 {
+	char rep[SMTP_REPLY_MAX];
 	int i;
 
 	for (i = 0; i < nms; i++) {
 		struct milter *m = &ms[i];
 		if (m->fd >= 0 && !m->off && m->in_msg &&
 		    m_write(m, 'A', NULL, 0, now_ms() + m->tcmd * 1000) < 0)
-			(void)m_fail(m, "abort", strerror(errno), fail_reply);
+			(void)m_fail(m, "abort", strerror(errno), rep);
 		m->in_msg = 0;
 		m->msg_off = 0;
 	}

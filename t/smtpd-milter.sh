@@ -3,7 +3,8 @@
 # smtpd-lite (header added, recipient redirected, rejects with the
 # rule's text at the right stage); a scripted fake milter
 # (t/fixtures/fake-milter.py) for each reply at each stage, the EOM
-# modifications, protocol flags, timeouts and a dead milter.
+# modifications, protocol flags, timeouts and a dead milter; then
+# Debian's OpenDKIM (sign, verify), clamav-milter and rspamd when installed.
 . "$(dirname "$0")/lib.sh"
 . "$TOP/t/fixtures/smtpd-common.sh"
 smtpd_setup
@@ -321,4 +322,32 @@ if command -v clamd >/dev/null && command -v clamav-milter >/dev/null && command
 	like "$(cat "$T/log")" 'milter unix:.*clam/milter.sock stage=eom action=reject' "clamav-milter: decision logged"
 else
 	skip "clamav-milter not installed (apt-get install clamav-daemon clamav-milter)"
+fi
+
+# ---- rspamd (Debian) as a milter: proxy worker with milter = yes ----
+if command -v rspamd >/dev/null && [ -d /etc/rspamd ]; then
+	RS=$T/rspamd
+	mkdir -p "$RS/db" "$RS/run"
+	chmod 777 "$RS/db" "$RS/run"
+	cp -r /etc/rspamd "$RS/conf"
+	RP=$(free_port)
+	printf 'bind_socket = "127.0.0.1:%s";\nmilter = yes;\ntimeout = 30s;\nupstream "local" { default = yes; self_scan = yes; }\n' "$RP" >"$RS/conf/local.d/worker-proxy.inc"
+	for w in controller normal fuzzy; do echo 'enabled = false;' >"$RS/conf/local.d/worker-$w.inc"; done
+	# no network: a resolver that answers nothing, quickly
+	echo 'dns { nameserver = ["127.0.0.1:1"]; timeout = 0.5s; retransmits = 1; }' >"$RS/conf/local.d/options.inc"
+	echo 'type = "console"; level = "error";' >"$RS/conf/local.d/logging.inc"
+	rspamd -f -i -c "$RS/conf/rspamd.conf" --var=CONFDIR="$RS/conf" --var=LOCAL_CONFDIR="$RS/conf" \
+	    --var=DBDIR="$RS/db" --var=RUNDIR="$RS/run" -u nobody -g nogroup >"$RS/out.log" 2>&1 &
+	bg_pid $!
+	i=0; while ! python3 -c "import socket; socket.create_connection(('127.0.0.1',$RP),0.2).close()" 2>/dev/null && [ $i -lt 90 ]; do sleep 0.5; i=$((i + 1)); done
+	usesettings "milter inet:127.0.0.1:$RP content_timeout=40"
+	rm -f "$T"/out/*
+	is "$(msg bob@remote.test alice@example.com | codes)" "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "rspamd: an ordinary message is accepted"
+	is "$(nmsg)" 1 "rspamd: delivered"
+	rm -f "$T"/out/*
+	out=$(BODY='XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X' msg bob@remote.test alice@example.com | tr -d '\r')
+	like "$(printf '%s\n' "$out" | codes)" '354,5[0-9][0-9] 5\.[0-9]\.[0-9],221' "rspamd: GTUBE rejected after the dot"
+	is "$(nmsg)" 0 "rspamd: GTUBE message not delivered"
+else
+	skip "rspamd not installed (apt-get install rspamd)"
 fi

@@ -3,7 +3,8 @@
 # machine (issue 7).
 #
 #   ours-l    smtpd-lite -l (its own listener)
-#   ours-tcp  tcpserver -RHl localhost ... smtpd-lite
+#   ours-tcp  tcpserver -RHl localhost -b 1000 ... smtpd-lite (-b: the
+#             default listen backlog of 20 drops SYNs at C=50)
 #             both with relaycheck -p and ruleproc -p as policy co-processes
 #             and the chain ruleproc -> deliver into Maildirs, a realistic
 #             13-rule file (add-header on every message, body, attachment,
@@ -53,7 +54,18 @@ for p in smtp-source tcpserver postfix cc python3; do
 	command -v $p >/dev/null || { echo "skip: $p not installed"; exit 0; }
 done
 
+# our own temp dir name: other sessions' clean-ups of /tmp/mxtest.* must
+# not pull the Maildirs away mid-run (seen on the shared machine)
+rm -rf "$T"
+T=$(mktemp -d /var/tmp/mxbench.XXXXXX) || exit 1
+chmod 755 "$T"
 [ -z "${KEEP:-}" ] || echo "temp dir (kept): $T"
+# a snapshot of the programs: a `make` elsewhere in the tree during the
+# run must not swap binaries under a running server (ETXTBSY, ENOENT)
+mkdir -p "$T/bin" && cp "$BIN"/* "$T/bin/" || { echo "no programs in $BIN"; exit 1; }
+BIN=$T/bin
+PATH=$BIN:$PATH
+export BIN PATH
 TOOL=$T/pipeline-tool
 cc -O2 -o "$TOOL" "$TOP/bench/pipeline-tool.c" || { echo "cannot build pipeline-tool"; exit 1; }
 
@@ -199,7 +211,7 @@ start_server() {
 		in_cg ours-l smtpd-lite -q -c "$C" -l 127.0.0.1:$P_ours_l 2>"$T/ours-l.log" &
 		wait_port 127.0.0.1 $P_ours_l ;;
 	ours-tcp)
-		in_cg ours-tcp tcpserver -R -H -l localhost -c 1000 127.0.0.1 $P_ours_tcp \
+		in_cg ours-tcp tcpserver -R -H -l localhost -b 1000 -c 1000 127.0.0.1 $P_ours_tcp \
 		    smtpd-lite -q -c "$C" 2>"$T/ours-tcp.log" &
 		wait_port 127.0.0.1 $P_ours_tcp ;;
 	postfix)
@@ -366,7 +378,7 @@ EOF
 			set -- $(one_run $s $S $Cc $R)
 			v=$(echo $s | tr - _)
 			eval "R_$v=\"\$R_$v $1\"; U_$v=\"\$U_$v $2\""
-			[ "$3" = ok ] || { eval "ST_$v=$3"; ALLOK=0; }
+			[ "$3" = ok ] || { eval "ST_$v=\$3"; ALLOK=0; }
 		done
 		lim="$lim $(fs_limit $S $Cc)"
 		r=$((r + 1))

@@ -219,88 +219,6 @@ spawn(struct svc *v)
 }
 
 /* Non-blocking connect with the policy timeout. */
-static int
-connect_wait(int fd, const struct sockaddr *sa, socklen_t len)
-{
-	int err = 0;
-	socklen_t el = sizeof err;
-
-	if (set_nonblock(fd) < 0)
-		return -1;
-	if (connect(fd, sa, len) == 0)
-		return 0;
-	if (errno != EINPROGRESS && errno != EAGAIN)
-		return -1;
-	if (wait_fd(fd, POLLOUT, now_ms() + tmo_ms) <= 0)
-		return -1;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err) {
-		errno = err ? err : errno;
-		return -1;
-	}
-	return 0;
-}
-
-static int
-connect_unix(struct svc *v)
-{
-	struct sockaddr_un sun;
-	int fd;
-
-	memset(&sun, 0, sizeof sun);
-	sun.sun_family = AF_UNIX;
-	if (strlcpy(sun.sun_path, v->where, sizeof sun.sun_path) >= sizeof sun.sun_path) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return -1;
-	if (connect_wait(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
-		close(fd);
-		return -1;
-	}
-	v->fd = fd;
-	return 0;
-}
-
-/* inet:HOST:PORT, HOST may be [v6]. */
-static int
-connect_inet(struct svc *v)
-{
-	char host[256], *port;
-	struct addrinfo hints, *res, *ai;
-	int fd = -1;
-
-	snprintf(host, sizeof host, "%s", v->where);
-	if (!(port = strrchr(host, ':'))) {
-		errno = EINVAL;
-		return -1;
-	}
-	*port++ = 0;
-	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
-		memmove(host, host + 1, strlen(host));
-		host[strlen(host) - 1] = 0;
-	}
-	memset(&hints, 0, sizeof hints);
-	hints.ai_socktype = SOCK_STREAM;
-	if (getaddrinfo(host, port, &hints, &res) != 0) {
-		errno = EHOSTUNREACH;
-		return -1;
-	}
-	for (ai = res; ai; ai = ai->ai_next) {
-		if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-			continue;
-		if (connect_wait(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-			break;
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	if (fd < 0)
-		return -1;
-	v->fd = fd;
-	return 0;
-}
-
 /* Drop a connection. A co-process that failed us is killed (it may
  * hang or ignore SIGTERM); at the end of the session policy_close()
  * lets them see EOF and exit, then reaps them. */
@@ -327,9 +245,11 @@ svc_open(struct svc *v)
 	case SK_EXEC:
 		return spawn(v);
 	case SK_UNIX:
-		return connect_unix(v);
+		v->fd = net_connect_unix(v->where, now_ms() + tmo_ms);
+		return v->fd < 0 ? -1 : 0;
 	case SK_INET:
-		return connect_inet(v);
+		v->fd = net_connect_inet(v->where, now_ms() + tmo_ms);
+		return v->fd < 0 ? -1 : 0;
 	}
 	return -1;
 }

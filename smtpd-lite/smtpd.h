@@ -83,6 +83,13 @@ int wait_fd(int fd, short ev, long long deadline_ms);
 long long now_ms(void);
 void child_defaults(void);	/* signal dispositions for exec'd children */
 
+/* ---- netconn.c ---- */
+/* Connect to "unix:PATH" or "inet:HOST:PORT" ([IPv6] allowed) by the
+ * deadline (now_ms() scale); a non-blocking fd, or -1 with errno. */
+int net_connect(const char *spec, long long deadline_ms);
+int net_connect_unix(const char *path, long long deadline_ms);
+int net_connect_inet(const char *hostport, long long deadline_ms);
+
 /* ---- policy.c ---- */
 enum pstage { PS_CONNECT, PS_HELO, PS_EHLO, PS_MAIL, PS_RCPT };
 struct preq {			/* what the services are told */

@@ -558,6 +558,23 @@ maildir_path_ok(const char *p)
 	return 1;
 }
 
+/* The key of a mailboxes or senders line: an address or "@domain",
+ * lowercased in place. NULL, or why it is bad. */
+static const char *
+address_key(char *key, const char *bad_domain)
+{
+	struct addr a;
+	const char *why;
+
+	if (key[0] == '@') {
+		if (!addr_domain_ok(key + 1, strlen(key + 1)))
+			return bad_domain;
+	} else if ((why = addr_parse_path(key, strlen(key), &a, 0, 0, NULL)))
+		return why;
+	lower(key);
+	return NULL;
+}
+
 static const char *
 mailboxes_parse(struct table_state *st, char *line, int lineno, emit_fn emit, void *ctx)
 {
@@ -570,12 +587,8 @@ mailboxes_parse(struct table_state *st, char *line, int lineno, emit_fn emit, vo
 	(void)st;
 	if (!key)
 		return "expected ADDRESS TARGET...";
-	if (key[0] == '@') {
-		if (!addr_domain_ok(key + 1, strlen(key + 1)))
-			return "bad catch-all domain";
-	} else if ((why = addr_parse_path(key, strlen(key), &a, 0, 0, NULL)))
+	if ((why = address_key(key, "bad catch-all domain")))
 		return why;
-	lower(key);
 	buf_printf(&v, "%d", lineno);
 	for (tok = strtok_r(line, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
 		if (strchr(tok, '@')) {
@@ -723,19 +736,14 @@ senders_parse(struct table_state *st, char *line, int lineno, emit_fn emit, void
 {
 	char *key = next_word(&line), *tok, *save = NULL;
 	struct buf v = BUF_INIT;
-	struct addr a;
 	const char *why;
 	int n = 0, r;
 
 	(void)st;
 	if (!key)
 		return "expected ADDRESS USER...";
-	if (key[0] == '@') {
-		if (!addr_domain_ok(key + 1, strlen(key + 1)))
-			return "bad domain";
-	} else if ((why = addr_parse_path(key, strlen(key), &a, 0, 0, NULL)))
+	if ((why = address_key(key, "bad domain")))
 		return why;
-	lower(key);
 	buf_printf(&v, "%d", lineno);
 	for (tok = strtok_r(line, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
 		if (!auth_user_ok(tok, strlen(tok))) {

@@ -2,6 +2,7 @@
  * See doc/mxqueue.8. */
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
@@ -452,6 +453,8 @@ main(int argc, char **argv)
 		if (argc < 2)
 			usage();
 		q.force = 1;
+		/* a server that resets the connection must not kill us mid-entry */
+		signal(SIGPIPE, SIG_IGN);
 		for (i = 1; i < argc; i++)
 			if (entry_run(&q, argv[i]) < 0) {
 				fprintf(stderr, "mxqueue: %s: busy or unreadable\n", argv[i]);

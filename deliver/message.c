@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fdio.h"
 #include "deliver.h"
 #include "log.h"
 
@@ -65,7 +66,7 @@ msg_open(struct msg *m, int dirfd, char *err, size_t errlen)
 		}
 		if (n == 0)
 			break;
-		if (maildir_write(fd, b, (size_t)n) < 0) {
+		if (fd_write_all(fd, b, (size_t)n) < 0) {
 			snprintf(err, errlen, "cannot write a temporary copy of the message: %s",
 			    strerror(errno));
 			close(fd);
@@ -231,7 +232,7 @@ copy_range(int in, off_t from, off_t to, int out, int *rd)
 			*rd = 1;
 			return -1;
 		}
-		if (maildir_write(out, b, (size_t)n) < 0)
+		if (fd_write_all(out, b, (size_t)n) < 0)
 			return -1;
 		from += n;
 	}
@@ -245,7 +246,7 @@ msg_write(const struct msg *m, int out, const char *hdr, size_t hlen, int *rd)
 	size_t i;
 
 	*rd = 0;
-	if (hlen && maildir_write(out, hdr, hlen) < 0)
+	if (hlen && fd_write_all(out, hdr, hlen) < 0)
 		return -1;
 	for (i = 0; i < m->nskip; i++) {
 		if (copy_range(m->fd, pos, m->skip[i][0], out, rd) < 0)

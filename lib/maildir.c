@@ -15,28 +15,6 @@
 
 static unsigned maildir_seq;	/* deliveries made by this process (Qn) */
 
-int
-maildir_write(int fd, const void *p, size_t n)
-{
-	const char *s = p;
-
-	while (n > 0) {
-		ssize_t w = write(fd, s, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (w == 0) {
-			errno = EIO;
-			return -1;
-		}
-		s += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static void
 seterr(char *err, size_t errlen, const char *what, const char *name)
 {

@@ -64,6 +64,4 @@ int maildir_sync_new(struct maildir *m);
  * many were removed (errors are ignored: this is housekeeping). */
 int maildir_clean_tmp(struct maildir *m, long maxage);
 
-/* write(2) all of p, retrying on EINTR and short writes. 0 or -1. */
-int maildir_write(int fd, const void *p, size_t n);
 #endif

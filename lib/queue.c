@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fdio.h"
 #include "buf.h"
 #include "maildir.h"
 #include "queue.h"
@@ -179,7 +180,7 @@ put_file(const char *qdir, int tmpfd, const char *tmpname, const char *sub,
 		snprintf(err, errlen, "cannot create %s/tmp/%s: %s", qdir, tmpname, strerror(errno));
 		return -1;
 	}
-	if (data && maildir_write(fd, data, len) < 0)
+	if (data && fd_write_all(fd, data, len) < 0)
 		goto fail_write;
 	total = (long long)len;
 	if (srcfd >= 0) {
@@ -195,7 +196,7 @@ put_file(const char *qdir, int tmpfd, const char *tmpname, const char *sub,
 			}
 			if (n == 0)
 				break;
-			if (maildir_write(fd, b, (size_t)n) < 0)
+			if (fd_write_all(fd, b, (size_t)n) < 0)
 				goto fail_write;
 			off += n;
 			total += n;

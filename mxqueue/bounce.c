@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fdio.h"
 #include "buf.h"
 #include "log.h"
 #include "maildir.h"
@@ -193,7 +194,7 @@ bounce_queue(const struct mxq *q, int msgfd, const struct queue_info *qi,
 		if (fd >= 0)
 			unlink(tmpl);
 	}
-	if (fd < 0 || maildir_write(fd, b.s, b.len) < 0) {
+	if (fd < 0 || fd_write_all(fd, b.s, b.len) < 0) {
 		snprintf(err, errlen, "cannot write the notification: %s", strerror(errno));
 		if (fd >= 0)
 			close(fd);

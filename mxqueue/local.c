@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fdio.h"
 #include "buf.h"
 #include "log.h"
 #include "maildir.h"
@@ -60,7 +61,7 @@ local_maildir(const struct mxq *q, int msgfd, const struct queue_info *qi,
 	buf_printf(&hdr, "Return-Path: <%s>\n", qi->sender);
 	if (r->dt[0])
 		buf_printf(&hdr, "Delivered-To: %s\n", r->dt);
-	if (maildir_write(fd, hdr.s, hdr.len) < 0)
+	if (fd_write_all(fd, hdr.s, hdr.len) < 0)
 		goto werr;
 	for (;;) {
 		ssize_t n = pread(msgfd, b, sizeof b, off);
@@ -70,7 +71,7 @@ local_maildir(const struct mxq *q, int msgfd, const struct queue_info *qi,
 			goto werr;
 		if (n == 0)
 			break;
-		if (maildir_write(fd, b, (size_t)n) < 0)
+		if (fd_write_all(fd, b, (size_t)n) < 0)
 			goto werr;
 		off += n;
 	}

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fdio.h"
 #include "buf.h"
 #include "log.h"
 #include "msgio.h"
@@ -49,22 +50,6 @@ tmpfile_open(const char *dir)
 		}
 	}
 	return -1;
-}
-
-static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
 }
 
 static int
@@ -112,7 +97,7 @@ msgsrc_scan(struct msgsrc *s, struct rmsg *m, const struct ruleset *rs, int hdr_
 		}
 		if (n == 0)
 			break;
-		if (out >= 0 && write_all(out, chunk, (size_t)n) < 0) {
+		if (out >= 0 && fd_write_all(out, chunk, (size_t)n) < 0) {
 			log_warnsys("cannot write the spool copy");
 			close(out);
 			free(chunk);
@@ -188,7 +173,7 @@ copy_range(int src, long long from, long long to, int out)
 		}
 		if (n == 0)
 			break;
-		if (write_all(out, b, (size_t)n) < 0)
+		if (fd_write_all(out, b, (size_t)n) < 0)
 			goto out;
 		pos += n;
 	}
@@ -217,7 +202,7 @@ msgsrc_write(int src, const struct rmsg *m, const struct rresult *res, int out)
 		if (copy_range(src, 0, m->subj_colon, out) < 0)
 			goto out;
 		buf_printf(&h, " %s", res->tag);
-		if (write_all(out, h.s, h.len) < 0)
+		if (fd_write_all(out, h.s, h.len) < 0)
 			goto out;
 		pos = m->subj_colon;
 	}
@@ -230,11 +215,11 @@ msgsrc_write(int src, const struct rmsg *m, const struct rresult *res, int out)
 		buf_printf(&h, "%s: %s\n", res->hnames[i], res->hvals[i]);
 	if (tag == 2)
 		buf_printf(&h, "Subject: %s\n", res->tag);
-	if (h.len && write_all(out, h.s, h.len) < 0)
+	if (h.len && fd_write_all(out, h.s, h.len) < 0)
 		goto out;
 	if (m->hdr_end == (long long)m->size && m->size > 0) {
 		/* no blank line in the input: end the header cleanly */
-		if (write_all(out, "\n", 1) < 0)
+		if (fd_write_all(out, "\n", 1) < 0)
 			goto out;
 	} else if (copy_range(src, m->hdr_end, -1, out) < 0)
 		goto out;

@@ -31,6 +31,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "fdio.h"
 #include "log.h"
 #include "smtpd.h"
 
@@ -883,21 +884,6 @@ struct mods {
 };
 
 static int
-write_all_fd(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int
 tmpfile_open(void)
 {
 	char path[4200], id[ID_LEN];
@@ -935,7 +921,7 @@ body_append(struct mods *md, const char *p, size_t n)
 		}
 		buf_addc(&o, p[i]);
 	}
-	rc = write_all_fd(md->bodyfd, o.s ? o.s : "", o.len);
+	rc = fd_write_all(md->bodyfd, o.s ? o.s : "", o.len);
 	buf_free(&o);
 	return rc;
 }
@@ -1156,12 +1142,12 @@ rewrite_spool(struct msg *g, struct mods *md)
 		buf_printf(&h, "%s:%s\n", g->h[i].name, g->h[i].value);
 	if (md->newbody || g->has_sep)
 		buf_addc(&h, '\n');
-	if (write_all_fd(nfd, h.s ? h.s : "", h.len) < 0)
+	if (fd_write_all(nfd, h.s ? h.s : "", h.len) < 0)
 		rc = -1;
 	buf_free(&h);
 	if (md->newbody) {
 		if (md->pending_cr) {
-			(void)write_all_fd(md->bodyfd, "\r", 1);
+			(void)fd_write_all(md->bodyfd, "\r", 1);
 			md->pending_cr = 0;
 		}
 		src = md->bodyfd;
@@ -1173,7 +1159,7 @@ rewrite_spool(struct msg *g, struct mods *md)
 			rc = -1;
 	}
 	while (rc == 0 && (n = read(src, rb, sizeof rb)) > 0)
-		if (write_all_fd(nfd, rb, (size_t)n) < 0)
+		if (fd_write_all(nfd, rb, (size_t)n) < 0)
 			rc = -1;
 	if (rc == 0 && dup2(nfd, g->fd) < 0)
 		rc = -1;

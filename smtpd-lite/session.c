@@ -21,6 +21,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "fdio.h"
 #include "log.h"
 #include "smtpd.h"
 #include "tables.h"
@@ -503,21 +504,6 @@ spool_open(struct sess *ss, const char *id)
 }
 
 static int
-write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static int
 write_headers(struct sess *ss, int fd, const char *id)
 {
 	struct buf h = BUF_INIT;
@@ -545,7 +531,7 @@ write_headers(struct sess *ss, int fd, const char *id)
 		buf_printf(&h, "\tfor <%s>; %s\n", ss->first_rcpt, date);
 	else
 		buf_printf(&h, "\t; %s\n", date);
-	rc = write_all(fd, h.s, h.len);
+	rc = fd_write_all(fd, h.s, h.len);
 	buf_free(&h);
 	return rc;
 }

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fdio.h"
 #include "buf.h"
 #include "check.h"
 #include "maildir.h"
@@ -67,7 +68,7 @@ main(void)
 	snprintf(path, sizeof path, "%s/bob/.Lists.Daily/maildirfolder", dir);
 	CHECK(access(path, F_OK) == 0, "folder has its maildirfolder file");
 	fd = maildir_tmp_create(&a, "host", name, sizeof name);
-	CHECK(fd >= 0 && maildir_write(fd, "hello\n", 6) == 0 && fsync(fd) == 0 && close(fd) == 0,
+	CHECK(fd >= 0 && fd_write_all(fd, "hello\n", 6) == 0 && fsync(fd) == 0 && close(fd) == 0,
 	    "write a tmp/ file");
 	CHECK(maildir_link(&a, name, &a, "host", 6, nn, sizeof nn) == 0, "link into own new/");
 	CHECK(strstr(nn, ",S=6") != NULL, "new name carries ,S=6 (%s)", nn);

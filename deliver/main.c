@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "deliver.h"
+#include "forkserver.h"
 #include "log.h"
 #include "queue.h"
 
@@ -212,6 +213,13 @@ main(int argc, char **argv)
 			fputs(USAGE, stderr);
 			finish(EXIT_PERM, "5.3.5 deliver: usage error");
 		}
+	}
+	/* a fork server (smtpd-lite -l, ruleproc): each child is one run as
+	 * if exec'ed with these arguments, its envelope set by the request;
+	 * settings and tables are read per message as always */
+	if (forkserver_fd() >= 0) {
+		forkserver_serve(FS_CHAIN, 0, NULL, NULL);
+		log_init("deliver", getenv("MXID"));
 	}
 	if (settings_load(&s, settings_confdir(confopt), err, sizeof err) < 0) {
 		log_warn("%s", err);

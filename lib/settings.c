@@ -51,6 +51,7 @@ static const struct key keys[] = {
 	STRK("bindir", K_PATH, bindir, ""),
 	{ "policy", K_LIST, 0, 0, 0, 0, NULL },
 	{ "chain", K_CMD, 0, 0, 0, 0, NULL },
+	NUMK("fork_servers", K_BOOL, fork_servers, 0, 1, "yes"),
 	/* remote delivery (mxqueue); times take s, m, h or d */
 	NUMK("queue_workers", K_NUM, queue_workers, 1, 1000, "20"),
 	NUMK("queue_per_destination", K_NUM, queue_per_destination, 1, 1000, "10"),

@@ -33,6 +33,7 @@ struct settings {
 	char *policy[SETTINGS_MAX_POLICY];	/* extra policy services */
 	int npolicy;
 	char *chain;		/* delivery chain command, NULL = default */
+	int fork_servers;	/* -l: policy services and chain as fork servers */
 	/* remote delivery (mxqueue): times in seconds */
 	long long queue_workers;	/* deliveries at once */
 	long long queue_per_destination;	/* deliveries at once per domain */

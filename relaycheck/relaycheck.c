@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "forkserver.h"
 #include "log.h"
 #include "relaycheck.h"
 
@@ -282,6 +283,12 @@ decide(struct rc *rc, const struct request *r, struct verdict *v)
 		check_sender(rc, bracket(r->sender, tmp, sizeof tmp), v);
 }
 
+static void
+refresh_tables(void *rc)
+{
+	rc_refresh(rc);
+}
+
 static int
 policy_mode(struct rc *rc)
 {
@@ -289,6 +296,8 @@ policy_mode(struct rc *rc)
 	struct verdict v;
 	int got;
 
+	if (forkserver_fd() >= 0)	/* smtpd-lite -l: a child per session */
+		forkserver_serve(FS_POLICY, 0, refresh_tables, rc);
 	while ((got = read_request(&r)) > 0) {
 		rc_refresh(rc);
 		decide(rc, &r, &v);

@@ -4,6 +4,7 @@
  * seekable file), then exec PROG with the new RECIPIENTS/FOLDERS and
  * the (possibly rewritten) message on stdin. */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,8 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "fdio.h"
+#include "forkserver.h"
 #include "log.h"
 #include "msgio.h"
 #include "ruleproc.h"
@@ -71,6 +74,73 @@ merge_folders(struct buf *out, const char *old, const struct buf *ours)
 	buf_free(&res);
 }
 
+/* Run as a fork server (smtpd-lite -l): the next program runs as one
+ * too when it can (deliver can), else each child execs it as before. */
+static struct {
+	const struct opts *o;
+	struct loaded *l;
+	char **argv;
+	int ctl;		/* the next program's control socket, -1 none */
+	pid_t pid;
+} srv = { NULL, NULL, NULL, -1, 0 };
+
+extern char **environ;
+
+static void
+next_start(void)
+{
+	srv.ctl = forkserver_start(srv.argv, environ, &srv.pid);
+	if (srv.ctl < 0)
+		log_info("%s does not run as a fork server: exec'ed per message", srv.argv[0]);
+}
+
+/* Before each fork: the rules as they are now, and a next server that
+ * is still there. */
+static void
+server_refresh(void *arg)
+{
+	(void)arg;
+	rp_refresh(srv.o, srv.l);
+	if (srv.ctl >= 0 && kill(srv.pid, 0) < 0 && errno == ESRCH) {
+		log_warn("the %s server is gone; starting it again", srv.argv[0]);
+		close(srv.ctl);
+		next_start();
+	}
+}
+
+static void
+relay_line(void *arg, const char *line, size_t len)
+{
+	struct buf b = BUF_INIT;
+
+	(void)arg;
+	buf_add(&b, line, len);
+	buf_addc(&b, '\n');
+	(void)!fd_write_all(2, b.s, b.len);
+	buf_free(&b);
+}
+
+/* Hand the message (fd 0) and the environment to the next program's
+ * server and end with its exit code; returns only when the request
+ * cannot even be sent (the caller execs the program instead). */
+static void
+next_via_server(long long timeout_s)
+{
+	long long deadline = fs_now_ms() + timeout_s * 1000;
+	int conv, st;
+
+	if ((conv = forkserver_request(srv.ctl, FS_CHAIN, 0, environ, deadline)) < 0) {
+		log_warnsys("the %s server", srv.argv[0]);
+		return;
+	}
+	st = forkserver_collect(conv, relay_line, NULL, deadline);
+	if (st < 0) {
+		log_warnsys("no answer from the %s server", srv.argv[0]);
+		fail(EXIT_TEMP, "4.3.0 ruleproc: the next program did not finish, try again later");
+	}
+	exit(st);
+}
+
 int
 chain_mode(const struct opts *o, char **argv)
 {
@@ -91,6 +161,14 @@ chain_mode(const struct opts *o, char **argv)
 	if (rp_load(o, &l, err, sizeof err) < 0) {
 		log_warn("%s", err);
 		fail(EXIT_TEMP, "4.3.0 ruleproc: rules configuration error, try again later");
+	}
+	if (forkserver_fd() >= 0) {
+		srv.o = o;
+		srv.l = &l;
+		srv.argv = argv;
+		next_start();
+		forkserver_serve(FS_CHAIN, set.timeout_chain, server_refresh, NULL);
+		log_init("ruleproc", getenv("MXID"));
 	}
 	memset(&e, 0, sizeof e);
 	e.sender = getenv("SENDER") ? getenv("SENDER") : "";
@@ -161,6 +239,8 @@ chain_mode(const struct opts *o, char **argv)
 	}
 	if (l.fallback)
 		log_warn("filtered with the last good rules (rules.ok): fix %s", l.why);
+	if (srv.ctl >= 0)
+		next_via_server(set.timeout_chain);
 	execvp(argv[0], argv);
 	log_warnsys("cannot run %s", argv[0]);
 	fail(EXIT_TEMP, "4.3.0 ruleproc: cannot run the next program");

@@ -285,3 +285,20 @@ rp_check(const struct opts *o)
 	buf_free(&text);
 	return 0;
 }
+
+/* A long-lived process: the rules as they are now, or the ones in
+ * memory when the new text does not load. */
+void
+rp_refresh(const struct opts *o, struct loaded *l)
+{
+	char err[800];
+	struct loaded nl;
+
+	if (!rp_changed(o, l))
+		return;
+	if (rp_load(o, &nl, err, sizeof err) == 0) {
+		rules_free(&l->rs);
+		*l = nl;
+	} else
+		log_warn("reload failed, keeping the rules in memory: %s", err);
+}

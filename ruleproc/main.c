@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "forkserver.h"
 #include "log.h"
 #include "ruleproc.h"
 
@@ -131,6 +132,8 @@ main(int argc, char **argv)
 		return argc ? (usage(), 0) : rp_check(&o);
 	if (dry)
 		return argc ? (usage(), 0) : dry_run(&o);
+	if (policy && forkserver_fd() >= 0)
+		o.eager = 1;
 	if (policy)
 		return argc ? (usage(), 0) : policy_mode(&o);
 	if (milter) {
@@ -139,5 +142,7 @@ main(int argc, char **argv)
 	}
 	if (argc < 1)
 		usage();
+	if (forkserver_fd() >= 0)
+		o.eager = 1;	/* a fork server: compiled once for every child */
 	return chain_mode(&o, argv);
 }

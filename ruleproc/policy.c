@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "forkserver.h"
 #include "log.h"
 #include "ruleproc.h"
 
@@ -94,6 +95,14 @@ stage_of(const char *s, enum rstage *st)
 	return 0;
 }
 
+static struct loaded *policy_loaded;	/* a fork server's rules, for its refresh */
+
+static void
+policy_refresh(void *arg)
+{
+	rp_refresh(arg, policy_loaded);
+}
+
 int
 policy_mode(const struct opts *o)
 {
@@ -108,20 +117,17 @@ policy_mode(const struct opts *o)
 		fprintf(stderr, "4.3.0 ruleproc: rules configuration error\n");
 		return EXIT_TEMP;
 	}
+	if (forkserver_fd() >= 0) {	/* smtpd-lite -l: a child per session */
+		policy_loaded = &l;
+		forkserver_serve(FS_POLICY, 0, policy_refresh, (void *)o);
+	}
 	while ((got = read_req(&r)) > 0) {
 		struct renv e;
 		struct rresult res;
 		enum rstage st;
 		char *sender = NULL, *rcpt = NULL;
 
-		if (rp_changed(o, &l)) {
-			struct loaded nl;
-			if (rp_load(o, &nl, err, sizeof err) == 0) {
-				rules_free(&l.rs);
-				l = nl;
-			} else
-				log_warn("reload failed, keeping the rules in memory: %s", err);
-		}
+		rp_refresh(o, &l);
 		if (stage_of(r.state, &st) < 0) {
 			fputs("action=DUNNO\n\n", stdout);
 			goto flush;

@@ -35,6 +35,7 @@ struct loaded {
 int rp_load(const struct opts *o, struct loaded *l, char *err, size_t errlen);
 /* 1 if the files changed since l was loaded. */
 int rp_changed(const struct opts *o, const struct loaded *l);
+void rp_refresh(const struct opts *o, struct loaded *l);	/* reload if changed */
 /* -t: check, and on success install CONFDIR/rules.ok. Exit code. */
 int rp_check(const struct opts *o);
 /* Copy text to CONFDIR/rules.ok atomically (tmp, fsync, rename, fsync

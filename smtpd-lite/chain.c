@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 
 #include "buf.h"
+#include "forkserver.h"
 #include "log.h"
 #include "smtpd.h"
 
@@ -227,6 +228,65 @@ fail_reply(char *reply, size_t rlen, const char *last, int perm)
 	return code;
 }
 
+/* The chain's exit code -> the reply. */
+static int
+outcome(int code, const struct errlines *el, const struct chain_env *e, char *reply,
+    size_t rlen)
+{
+	log_info("chain id=%s exit=%d", e->id, code);
+	switch (code) {
+	case 0:
+		snprintf(reply, rlen, "250 2.0.0 Ok %s", e->id);
+		return 250;
+	case 100:
+		return fail_reply(reply, rlen, el->last, 1);
+	default:
+		if (code != 111)
+			log_warn("chain: unexpected exit %d, taken as temporary", code);
+		return fail_reply(reply, rlen, el->last, 0);
+	}
+}
+
+static void
+feed_line(void *el, const char *line, size_t len)
+{
+	err_feed(el, line, len);
+	err_feed(el, "\n", 1);
+}
+
+/* The chain's fork server runs it (-l, fork_servers): same contract,
+ * the exit code comes as the conversation's last line. -2: the request
+ * could not be sent (the caller execs the chain instead). */
+static int
+chain_via_server(int ctl, int spoolfd, const struct chain_env *e, long long timeout,
+    char *reply, size_t rlen)
+{
+	struct errlines el;
+	struct buf store = BUF_INIT;
+	long long deadline = now_ms() + timeout * 1000;
+	char **envp = chain_envp(e, &store);
+	int conv = forkserver_request(ctl, FS_CHAIN, spoolfd, envp, deadline), code;
+
+	free(envp);
+	buf_free(&store);
+	if (conv < 0) {
+		log_warnsys("chain: fork server");
+		return -2;
+	}
+	memset(&el, 0, sizeof el);
+	code = forkserver_collect(conv, feed_line, &el, deadline);
+	close(conv);
+	if (code < 0) {
+		if (errno == ETIMEDOUT) {
+			log_warn("chain: timeout after %llds", timeout);
+			return fail_reply(reply, rlen, "4.3.0 Delivery timed out, try again later", 0);
+		}
+		log_warn("chain: the fork server gave no exit code");
+		return fail_reply(reply, rlen, "", 0);
+	}
+	return outcome(code, &el, e, reply, rlen);
+}
+
 int
 chain_run(char **argv, int spoolfd, const struct chain_env *e, long long timeout,
     char *reply, size_t rlen)
@@ -235,6 +295,11 @@ chain_run(char **argv, int spoolfd, const struct chain_env *e, long long timeout
 	int pfd[2], st;
 	pid_t pid;
 
+	if (servers_chain_ctl() >= 0) {
+		int code = chain_via_server(servers_chain_ctl(), spoolfd, e, timeout, reply, rlen);
+		if (code != -2)
+			return code;
+	}
 	memset(&el, 0, sizeof el);
 	if (pipe2(pfd, O_CLOEXEC) < 0) {
 		log_warnsys("chain: pipe");
@@ -263,16 +328,5 @@ chain_run(char **argv, int spoolfd, const struct chain_env *e, long long timeout
 		log_warn("chain: killed by signal %d", WTERMSIG(st));
 		return fail_reply(reply, rlen, "", 0);
 	}
-	log_info("chain id=%s exit=%d", e->id, WEXITSTATUS(st));
-	switch (WEXITSTATUS(st)) {
-	case 0:
-		snprintf(reply, rlen, "250 2.0.0 Ok %s", e->id);
-		return 250;
-	case 100:
-		return fail_reply(reply, rlen, el.last, 1);
-	default:
-		if (WEXITSTATUS(st) != 111)
-			log_warn("chain: unexpected exit %d, taken as temporary", WEXITSTATUS(st));
-		return fail_reply(reply, rlen, el.last, 0);
-	}
+	return outcome(WEXITSTATUS(st), &el, e, reply, rlen);
 }

@@ -94,6 +94,8 @@ reap(void)
 	long long i;
 
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		if (servers_reaped(pid, st))
+			continue;
 		if (WIFSIGNALED(st))
 			log_warn("session pid %ld killed by signal %d", (long)pid, WTERMSIG(st));
 		else if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
@@ -280,6 +282,7 @@ listen_run(const struct settings *s, char **addrs, const int *tls, int naddrs, c
 	nslots = s->max_connections;
 	slots = xcalloc((size_t)nslots, sizeof *slots);
 	setup_signals();
+	servers_start(s, chain);
 	for (i = 0; i < naddrs; i++)
 		log_info("listening on %s%s%s max_connections=%lld max_per_ip=%lld",
 		    addrs[i], tls[i] ? " (implicit TLS)" : "",
@@ -296,6 +299,7 @@ listen_run(const struct settings *s, char **addrs, const int *tls, int naddrs, c
 				;
 			reap();
 		}
+		servers_tick();
 		for (i = 0; i < naddrs && !got_term; i++)
 			if (p[i].revents & POLLIN)
 				accept_one(s, lfd, naddrs, i, chain, tls[i]);

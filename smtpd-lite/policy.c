@@ -25,6 +25,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include "forkserver.h"
 #include "log.h"
 #include "smtpd.h"
 
@@ -42,6 +43,7 @@ struct svc {
 	char name[64];		/* for logs */
 	unsigned stages;	/* 1 << enum pstage: when it is asked */
 	int fd;			/* -1: not connected */
+	int ctl;		/* SK_EXEC: the program's fork server, -1 none */
 	pid_t pid;
 };
 
@@ -108,6 +110,7 @@ svc_add(enum skind kind, const char *spec, const char *name)
 	memset(v, 0, sizeof *v);
 	v->kind = kind;
 	v->fd = -1;
+	v->ctl = -1;
 	v->stages = ALL_STAGES;
 	snprintf(v->name, sizeof v->name, "%s", name);
 	if (kind == SK_EXEC) {
@@ -143,6 +146,7 @@ svc_argv(const char *prog, const char *bindir, const char *confdir)
 	v->argv[1] = xstrdup("-p");
 	v->argv[2] = xstrdup("-c");
 	v->argv[3] = xstrdup(confdir);
+	v->ctl = servers_policy_ctl(prog);
 }
 
 void
@@ -187,6 +191,13 @@ spawn(struct svc *v)
 
 	if (!v->argv[0])
 		return -1;
+	if (v->ctl >= 0) {	/* a child of the long-lived server: no exec */
+		v->fd = forkserver_request(v->ctl, FS_POLICY, -1, environ, now_ms() + tmo_ms);
+		if (v->fd >= 0)
+			return 0;
+		log_warnsys("policy %s: fork server", v->name);
+		v->ctl = -1;	/* gone: exec for the rest of the session */
+	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return -1;
 	sigemptyset(&none);

@@ -183,6 +183,13 @@ extern int opt_implicit_tls;	/* -T, or a -L listener: TLS from the first byte */
 extern int opt_submission;	/* -m: AUTH required before MAIL (RFC 6409) */
 const char *smtpd_bindir(const struct settings *s);
 int smtpd_have_rules(const struct settings *s);	/* CONFDIR/rules exists */
+
+/* servers.c: the listener's fork servers (lib/forkserver.h) */
+void servers_start(const struct settings *s, char **chain);
+void servers_tick(void);			/* start again the ones that died */
+int servers_reaped(pid_t pid, int status);	/* 1: it was one of them */
+int servers_policy_ctl(const char *prog);	/* "relaycheck"/"ruleproc": -1 none */
+int servers_chain_ctl(void);			/* -1 none: exec the chain */
 void drop_privileges(const struct settings *s);
 void serve_one(const struct settings *s, char **chain) __attribute__((noreturn));
 #endif

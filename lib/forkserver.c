@@ -1,0 +1,544 @@
+/* forkserver.c: see forkserver.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "fdio.h"
+#include "forkserver.h"
+#include "log.h"
+
+/* what a request may set in the child's environment: the envelope and
+ * the client as smtpd-lite and ruleproc hand them to the next program */
+static const char *const envelope_names[] = {
+	"SENDER", "RECIPIENTS", "FOLDERS", "FOLDER", "MXID", "HELO", "AUTHUSER",
+	"TCPREMOTEIP", "TCPREMOTEHOST", "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT",
+	"RELAYCLIENT", "PROTO", "AUTH_USER", "AUTH_METHOD", "TLS_PROTOCOL", "TLS_CIPHER",
+	"TLS_CIPHER_BITS", NULL
+};
+#define ENV_MAX (1 << 20)	/* bytes of environment in one request */
+#define MAX_CHILDREN 1024	/* beyond: requests wait in the socket */
+#define READY "ready"
+
+long long
+fs_now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static int
+envelope_name(const char *s, size_t *nl)
+{
+	int i;
+
+	for (i = 0; envelope_names[i]; i++) {
+		size_t l = strlen(envelope_names[i]);
+		if (!strncmp(s, envelope_names[i], l) && s[l] == '=') {
+			*nl = l;
+			return i;
+		}
+	}
+	return -1;
+}
+
+int
+forkserver_fd(void)
+{
+	const char *e = getenv(FORKSERVER_ENV);
+	char *end;
+	long fd;
+
+	if (!e || !*e)
+		return -1;
+	fd = strtol(e, &end, 10);
+	if (*end || fd < 3 || fd > 1000 || fcntl((int)fd, F_GETFD) < 0)
+		return -1;
+	return (int)fd;
+}
+
+/* ---- client ---- */
+
+/* the record: the kind, the length of the environment that follows on
+ * the conversation (so the child reads exactly that, not the request's
+ * first bytes), and the descriptors */
+struct record {
+	char kind;
+	uint32_t envlen;
+} __attribute__((packed));
+
+static int
+send_fds(int ctl, char kind, size_t envlen, const int *fds, int nfd)
+{
+	char cbuf[CMSG_SPACE(2 * sizeof(int))];
+	struct record rec = { kind, (uint32_t)envlen };
+	struct iovec iov = { &rec, sizeof rec };
+	struct msghdr mh;
+	struct cmsghdr *c;
+
+	memset(&mh, 0, sizeof mh);
+	memset(cbuf, 0, sizeof cbuf);
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cbuf;
+	mh.msg_controllen = CMSG_SPACE((size_t)nfd * sizeof(int));
+	c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN((size_t)nfd * sizeof(int));
+	memcpy(CMSG_DATA(c), fds, (size_t)nfd * sizeof(int));
+	/* the control socket is shared by every session: never make it
+	 * non-blocking (a file status flag), wait here instead */
+	return sendmsg(ctl, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof rec ? 0 : -1;
+}
+
+static int
+wait_writable(int fd, long long deadline_ms)
+{
+	struct pollfd p = { fd, POLLOUT, 0 };
+	long long left;
+	int r;
+
+	for (;;) {
+		left = deadline_ms - fs_now_ms();
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		r = poll(&p, 1, left > 60000 ? 60000 : (int)left);
+		if (r > 0)
+			return (p.revents & (POLLERR | POLLHUP)) ? (errno = EPIPE, -1) : 0;
+		if (r < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+int
+forkserver_request(int ctl, enum fs_kind kind, int passfd, char *const envp[],
+    long long deadline_ms)
+{
+	int sv[2], fds[2], nfd = 1, e, i;
+	size_t nl, envlen = 0;
+
+	for (i = 0; envp && envp[i]; i++)
+		if (envelope_name(envp[i], &nl) >= 0)
+			envlen += strlen(envp[i]) + 1;
+	if (envlen > ENV_MAX) {
+		errno = E2BIG;
+		return -1;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	fds[0] = sv[1];
+	if (passfd >= 0)
+		fds[nfd++] = passfd;
+	if (wait_writable(ctl, deadline_ms) < 0 ||
+	    send_fds(ctl, (char)kind, envlen, fds, nfd) < 0)
+		goto fail;
+	close(sv[1]);
+	sv[1] = -1;
+	/* the child reads the environment first: a large one cannot
+	 * dead-lock against our later writes */
+	for (i = 0; envp && envp[i]; i++)
+		if (envelope_name(envp[i], &nl) >= 0 &&
+		    fd_write_all(sv[0], envp[i], strlen(envp[i]) + 1) < 0)
+			goto fail;
+	return sv[0];
+fail:
+	e = errno;
+	close(sv[0]);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	errno = e;
+	return -1;
+}
+
+int
+forkserver_status(const char *line, size_t len)
+{
+	size_t pl = sizeof FS_STATUS - 1, i;
+	int n = 0;
+
+	if (len <= pl || len > pl + 3 || memcmp(line, FS_STATUS, pl))
+		return -1;
+	for (i = pl; i < len; i++) {
+		if (line[i] < '0' || line[i] > '9')
+			return -1;
+		n = n * 10 + (line[i] - '0');
+	}
+	return n <= 255 ? n : -1;
+}
+
+int
+forkserver_collect(int conv, void (*line)(void *, const char *, size_t), void *arg,
+    long long deadline_ms)
+{
+	char b[1024];
+	size_t len = 0;
+	int status = -1, ignoring = 0;
+	struct pollfd p = { conv, POLLIN, 0 };
+
+	for (;;) {
+		long long left = deadline_ms - fs_now_ms();
+		char *nl;
+		ssize_t n;
+		int r;
+
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		r = poll(&p, 1, left > 60000 ? 60000 : (int)left);
+		if (r < 0 && errno != EINTR)
+			return -1;
+		if (r <= 0)
+			continue;
+		n = read(conv, b + len, sizeof b - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			if (len && !ignoring)
+				line(arg, b, len);
+			if (status < 0)
+				errno = EPIPE;
+			return status;
+		}
+		len += (size_t)n;
+		while ((nl = memchr(b, '\n', len)) || len == sizeof b - 1) {
+			size_t l = nl ? (size_t)(nl - b) : len;
+			int st = forkserver_status(b, l);
+			if (st >= 0)
+				status = st;
+			else if (!ignoring && l)
+				line(arg, b, l);
+			ignoring = !nl;	/* the rest of an over-long line */
+			if (nl)
+				l++;
+			memmove(b, b + l, len - l);
+			len -= l;
+		}
+	}
+}
+
+/* ---- starter ---- */
+
+int
+forkserver_start(char *const argv[], char *const envp[], pid_t *pid)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t def, none;
+	char **env, buf[16];
+	int sv[2], rc, i, n;
+	struct pollfd p;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	for (n = 0; envp[n]; n++)
+		;
+	env = calloc((size_t)n + 2, sizeof *env);
+	if (!env) {
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	for (n = i = 0; envp[i]; i++)
+		if (strncmp(envp[i], FORKSERVER_ENV "=", sizeof FORKSERVER_ENV))
+			env[n++] = envp[i];
+	env[n++] = FORKSERVER_ENV "=3";
+	sigemptyset(&none);
+	sigemptyset(&def);
+	sigaddset(&def, SIGPIPE);
+	sigaddset(&def, SIGCHLD);
+	sigaddset(&def, SIGTERM);
+	sigaddset(&def, SIGINT);
+	sigaddset(&def, SIGALRM);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&at);
+	if ((rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) == 0 &&
+	    (rc = posix_spawn_file_actions_adddup2(&fa, 2, 1)) == 0 &&
+	    (rc = posix_spawn_file_actions_adddup2(&fa, sv[1], 3)) == 0 &&
+	    (rc = posix_spawn_file_actions_addclosefrom_np(&fa, 4)) == 0 &&
+	    (rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK)) == 0 &&
+	    (rc = posix_spawnattr_setsigdefault(&at, &def)) == 0 &&
+	    (rc = posix_spawnattr_setsigmask(&at, &none)) == 0)
+		rc = posix_spawnp(pid, argv[0], &fa, &at, argv, env);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	free(env);
+	close(sv[1]);
+	if (rc) {
+		errno = rc;
+		close(sv[0]);
+		return -1;
+	}
+	/* "ready", or EOF when it exits (a program that cannot serve) */
+	p = (struct pollfd){ sv[0], POLLIN, 0 };
+	if (poll(&p, 1, 10000) != 1 || recv(sv[0], buf, sizeof buf, 0) != sizeof READY - 1 ||
+	    memcmp(buf, READY, sizeof READY - 1)) {
+		int st;
+		close(sv[0]);
+		kill(*pid, SIGTERM);
+		(void)waitpid(*pid, &st, 0);
+		errno = ECHILD;
+		return -1;
+	}
+	return sv[0];
+}
+
+/* ---- server ---- */
+
+struct child {
+	pid_t pid;
+	int conv;		/* FS_CHAIN: our copy, for the status; else -1 */
+	long long deadline;	/* ms, 0 none */
+};
+
+static int sigchld_pipe[2] = { -1, -1 };
+
+static void
+on_sigchld(int sig)
+{
+	int e = errno;
+
+	(void)sig;
+	(void)!write(sigchld_pipe[1], "", 1);
+	errno = e;
+}
+
+static int
+recv_request(int ctl, struct record *rec, int *conv, int *passfd)
+{
+	char cbuf[CMSG_SPACE(4 * sizeof(int))];
+	struct iovec iov = { rec, sizeof *rec };
+	struct msghdr mh;
+	struct cmsghdr *c;
+	int fds[4], nfd = 0, i;
+	ssize_t n;
+
+	memset(&mh, 0, sizeof mh);
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cbuf;
+	mh.msg_controllen = sizeof cbuf;
+	n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	if (n <= 0)
+		return n == 0 ? 0 : (errno == EAGAIN || errno == EINTR ? 2 : -1);
+	if (n != (ssize_t)sizeof *rec || rec->envlen > ENV_MAX)
+		*rec = (struct record){ 0, 0 };	/* refused below */
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (i = 0; (size_t)i < k && nfd < 4; i++)
+				memcpy(&fds[nfd++], CMSG_DATA(c) + (size_t)i * sizeof(int), sizeof(int));
+		}
+	*conv = nfd > 0 ? fds[0] : -1;
+	*passfd = nfd > 1 ? fds[1] : -1;
+	for (i = 2; i < nfd; i++)
+		close(fds[i]);
+	if ((mh.msg_flags & MSG_CTRUNC) || *conv < 0) {
+		if (*conv >= 0)
+			close(*conv);
+		if (*passfd >= 0)
+			close(*passfd);
+		return 2;	/* not a request of ours: ignored */
+	}
+	return 1;
+}
+
+/* In the child: the request's environment, envlen bytes of
+ * "NAME=VALUE\0" from the conversation. */
+static int
+read_env(int fd, size_t envlen)
+{
+	char *b = malloc(envlen + 1), *p, *end;
+	size_t len = 0, nl;
+	ssize_t n;
+	int i;
+
+	if (!b)
+		return -1;
+	alarm(30);
+	while (len < envlen) {
+		n = read(fd, b + len, envlen - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			goto bad;
+		len += (size_t)n;
+	}
+	alarm(0);
+	b[len] = 0;
+	for (i = 0; envelope_names[i]; i++)
+		unsetenv(envelope_names[i]);
+	for (p = b, end = b + len; p < end; p += strlen(p) + 1)
+		if ((i = envelope_name(p, &nl)) >= 0 && setenv(envelope_names[i], p + nl + 1, 1) < 0)
+			goto bad;
+	free(b);
+	return 0;
+bad:
+	alarm(0);
+	free(b);
+	return -1;
+}
+
+static void
+child_setup(int ctl, enum fs_kind kind, size_t envlen, int conv, int passfd)
+{
+	close(ctl);
+	close(sigchld_pipe[0]);
+	close(sigchld_pipe[1]);
+	signal(SIGCHLD, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	if (read_env(conv, envlen) < 0)
+		_exit(EXIT_TEMP);
+	if (kind == FS_CHAIN) {
+		if (dup2(passfd, 0) < 0 || dup2(conv, 2) < 0)
+			_exit(EXIT_TEMP);
+	} else if (dup2(conv, 0) < 0 || dup2(conv, 1) < 0)
+		_exit(EXIT_TEMP);
+	if (conv > 2)
+		close(conv);
+	if (passfd > 2)
+		close(passfd);
+}
+
+static void
+report(struct child *c, int code)
+{
+	char line[32];
+	int n;
+
+	if (c->conv < 0)
+		return;
+	n = snprintf(line, sizeof line, "\n%s%d\n", FS_STATUS, code);
+	(void)!fd_write_all(c->conv, line, (size_t)n);
+	close(c->conv);
+	c->conv = -1;
+}
+
+static void
+reap(struct child *ch, int *nch)
+{
+	pid_t pid;
+	int st, i;
+
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+		for (i = 0; i < *nch; i++)
+			if (ch[i].pid == pid) {
+				if (WIFSIGNALED(st) && WTERMSIG(st) != SIGKILL)
+					log_warn("child %ld killed by signal %d", (long)pid, WTERMSIG(st));
+				report(&ch[i], WIFEXITED(st) ? WEXITSTATUS(st) : EXIT_TEMP);
+				ch[i] = ch[--*nch];
+				break;
+			}
+}
+
+static long long
+expire(struct child *ch, int nch)
+{
+	long long now = fs_now_ms(), next = -1;
+	int i;
+
+	for (i = 0; i < nch; i++) {
+		if (!ch[i].deadline)
+			continue;
+		if (ch[i].deadline <= now) {
+			log_warn("child %ld over the time limit, killed", (long)ch[i].pid);
+			kill(ch[i].pid, SIGKILL);
+			ch[i].deadline = 0;
+		} else if (next < 0 || ch[i].deadline - now < next)
+			next = ch[i].deadline - now;
+	}
+	return next;
+}
+
+int
+forkserver_serve(enum fs_kind kind, long long timeout_s, void (*refresh)(void *), void *arg)
+{
+	static struct child ch[MAX_CHILDREN];
+	int ctl = forkserver_fd(), nch = 0, open_ = 1;
+	struct sigaction sa;
+
+	if (ctl < 0)
+		die(EXIT_TEMP, "%s is not a control socket", FORKSERVER_ENV);
+	unsetenv(FORKSERVER_ENV);
+	if (pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+		diesys(EXIT_TEMP, "pipe");
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_sigchld;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGCHLD, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (send(ctl, READY, sizeof READY - 1, MSG_NOSIGNAL) < 0)
+		diesys(EXIT_TEMP, "control socket");
+	while (open_ || nch > 0) {
+		struct pollfd p[2] = { { sigchld_pipe[0], POLLIN, 0 }, { ctl, POLLIN, 0 } };
+		long long next = expire(ch, nch);
+		int np = open_ && nch < MAX_CHILDREN ? 2 : 1, conv, passfd, r;
+		struct record rec;
+		char k, junk[64];
+		pid_t pid;
+
+		if (poll(p, (nfds_t)np, next < 0 ? -1 : (int)(next > 60000 ? 60000 : next)) < 0 &&
+		    errno != EINTR)
+			diesys(EXIT_TEMP, "poll");
+		while (read(sigchld_pipe[0], junk, sizeof junk) > 0)
+			;
+		reap(ch, &nch);
+		if (np < 2 || !(p[1].revents & (POLLIN | POLLHUP | POLLERR)))
+			continue;
+		if ((r = recv_request(ctl, &rec, &conv, &passfd)) <= 0) {
+			open_ = 0;	/* every client is gone */
+			continue;
+		}
+		if (r == 2)
+			continue;
+		k = rec.kind;
+		if ((k != FS_CHAIN && k != FS_POLICY) || k != (char)kind ||
+		    (kind == FS_CHAIN && passfd < 0)) {
+			log_warn("request of the wrong kind ignored");
+			close(conv);
+			if (passfd >= 0)
+				close(passfd);
+			continue;
+		}
+		if (refresh)
+			refresh(arg);
+		if ((pid = fork()) < 0) {
+			log_warnsys("fork");
+			close(conv);	/* the client sees EOF: a temporary failure */
+			if (passfd >= 0)
+				close(passfd);
+			continue;
+		}
+		if (pid == 0) {
+			child_setup(ctl, kind, rec.envlen, conv, passfd);
+			return 0;
+		}
+		if (passfd >= 0)
+			close(passfd);
+		ch[nch].pid = pid;
+		ch[nch].conv = kind == FS_CHAIN ? conv : -1;
+		ch[nch].deadline = kind == FS_CHAIN && timeout_s > 0 ?
+		    fs_now_ms() + timeout_s * 1000 : 0;
+		if (kind != FS_CHAIN)
+			close(conv);
+		nch++;
+	}
+	exit(0);
+}

@@ -1,0 +1,118 @@
+/* servers.c: the listener's fork servers (setting fork_servers, -l only).
+ * relaycheck -p, ruleproc -p (when CONFDIR/rules exists) and the chain
+ * are started once, as the user the listener runs as, and fork a child
+ * per session (the policy services) or per message (the chain) instead
+ * of an exec each (lib/forkserver.h; issue 7). Sessions inherit the
+ * control sockets. A server that dies is started again, at most once a
+ * second; meanwhile, and for a chain that cannot serve, sessions exec
+ * the programs as they do under tcpserver. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "forkserver.h"
+#include "log.h"
+#include "smtpd.h"
+
+extern char **environ;
+
+enum { SRV_RELAYCHECK, SRV_RULEPROC, SRV_CHAIN, NSRV };
+
+static struct server {
+	const char *name;
+	char **argv;		/* NULL: not wanted */
+	int ctl;		/* -1: not running */
+	pid_t pid;
+	long long started;	/* ms */
+} srv[NSRV] = {
+	{ "relaycheck", NULL, -1, 0, 0 },
+	{ "ruleproc", NULL, -1, 0, 0 },
+	{ "chain", NULL, -1, 0, 0 },
+};
+
+static char **
+policy_argv(const struct settings *s, const char *prog)
+{
+	char **av = xcalloc(5, sizeof *av);
+
+	av[0] = xmalloc(strlen(smtpd_bindir(s)) + strlen(prog) + 2);
+	sprintf(av[0], "%s/%s", smtpd_bindir(s), prog);
+	av[1] = xstrdup("-p");
+	av[2] = xstrdup("-c");
+	av[3] = xstrdup(s->confdir);
+	return av;
+}
+
+static void
+start(struct server *v)
+{
+	v->started = now_ms();
+	v->ctl = forkserver_start(v->argv, environ, &v->pid);
+	if (v->ctl >= 0)
+		log_info("fork server %s started, pid %ld", v->name, (long)v->pid);
+	else if (v == &srv[SRV_CHAIN])
+		log_info("the chain (%s) does not run as a fork server: exec per message",
+		    v->argv[0]);
+	else
+		log_warn("fork server %s did not start: exec per session", v->name);
+}
+
+void
+servers_start(const struct settings *s, char **chain)
+{
+	int i;
+
+	if (!s->fork_servers)
+		return;
+	srv[SRV_RELAYCHECK].argv = policy_argv(s, "relaycheck");
+	if (smtpd_have_rules(s))
+		srv[SRV_RULEPROC].argv = policy_argv(s, "ruleproc");
+	srv[SRV_CHAIN].argv = chain;
+	for (i = 0; i < NSRV; i++)
+		if (srv[i].argv)
+			start(&srv[i]);
+	/* a chain that cannot serve is not asked again */
+	if (srv[SRV_CHAIN].ctl < 0)
+		srv[SRV_CHAIN].argv = NULL;
+}
+
+int
+servers_reaped(pid_t pid, int status)
+{
+	int i;
+
+	for (i = 0; i < NSRV; i++)
+		if (srv[i].ctl >= 0 && srv[i].pid == pid) {
+			log_warn("fork server %s (pid %ld) ended, status %d", srv[i].name,
+			    (long)pid, status);
+			close(srv[i].ctl);
+			srv[i].ctl = -1;
+			return 1;
+		}
+	return 0;
+}
+
+void
+servers_tick(void)
+{
+	int i;
+
+	for (i = 0; i < NSRV; i++)
+		if (srv[i].argv && srv[i].ctl < 0 && now_ms() - srv[i].started >= 1000)
+			start(&srv[i]);
+}
+
+int
+servers_policy_ctl(const char *prog)
+{
+	return !strcmp(prog, "relaycheck") ? srv[SRV_RELAYCHECK].ctl :
+	    !strcmp(prog, "ruleproc") ? srv[SRV_RULEPROC].ctl : -1;
+}
+
+int
+servers_chain_ctl(void)
+{
+	return srv[SRV_CHAIN].ctl;
+}

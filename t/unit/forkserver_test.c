@@ -1,0 +1,195 @@
+/* Unit tests: lib/forkserver. This binary is both sides: run plainly it
+ * starts itself ("serve"/"pserve") as a fork server and sends requests;
+ * what each child does depends on the SENDER of its request. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+#include "buf.h"
+#include "check.h"
+#include "forkserver.h"
+
+extern char **environ;
+
+static void
+say(const char *k, const char *v)
+{
+	dprintf(2, "%s=%s\n", k, v ? v : "(unset)");
+}
+
+/* a chain child: the message on fd 0, lines on fd 2, the exit code */
+static int
+chain_child(void)
+{
+	const char *what = getenv("SENDER");
+	char b[256];
+	ssize_t n;
+
+	if (!what)
+		return 99;
+	if (!strcmp(what, "echo")) {
+		say("SENDER", getenv("SENDER"));
+		say("LD_PRELOAD", getenv("LD_PRELOAD"));
+		say("FOLDERS", getenv("FOLDERS"));
+		say("MXID", getenv("MXID"));
+		n = read(0, b, sizeof b - 1);
+		b[n > 0 ? n : 0] = 0;
+		say("BODY", b);
+		return 7;
+	}
+	if (!strcmp(what, "big")) {
+		dprintf(2, "len=%zu\n", strlen(getenv("RECIPIENTS") ? getenv("RECIPIENTS") : ""));
+		return 0;
+	}
+	if (!strcmp(what, "kill"))
+		raise(SIGKILL);
+	if (!strcmp(what, "hang"))
+		sleep(30);
+	if (!strcmp(what, "forge")) {
+		dprintf(2, "%s0\n", FS_STATUS);
+		return 100;
+	}
+	return 98;
+}
+
+static int
+policy_child(void)
+{
+	char b[256];
+	ssize_t n = read(0, b, sizeof b), i;
+
+	for (i = 0; i < n; i++)
+		if (b[i] >= 'a' && b[i] <= 'z')
+			b[i] -= 32;
+	if (n > 0 && write(1, b, (size_t)n) != n)
+		return 1;
+	return 0;
+}
+
+static void
+addline(void *arg, const char *line, size_t len)
+{
+	buf_add(arg, line, len);
+	buf_addc(arg, '|');
+}
+
+static int
+call(int ctl, const char *sender, char **extra, struct buf *out)
+{
+	char *env[8], s[300];
+	int n = 0, conv, st, fd;
+	FILE *f = tmpfile();
+
+	if (!f)
+		return -2;
+	fputs("the message", f);
+	fflush(f);
+	fd = fileno(f);
+	lseek(fd, 0, SEEK_SET);
+	snprintf(s, sizeof s, "SENDER=%s", sender);
+	env[n++] = s;
+	while (extra && *extra && n < 7)
+		env[n++] = *extra++;
+	env[n] = NULL;
+	buf_clear(out);
+	conv = forkserver_request(ctl, FS_CHAIN, fd, env, fs_now_ms() + 10000);
+	fclose(f);
+	if (conv < 0)
+		return -3;
+	st = forkserver_collect(conv, addline, out, fs_now_ms() + 10000);
+	close(conv);
+	return st;
+}
+
+int
+main(int argc, char **argv)
+{
+	char *serve[] = { "/proc/self/exe", "serve", NULL };
+	char *pserve[] = { "/proc/self/exe", "pserve", NULL };
+	char *notserver[] = { "/bin/true", NULL };
+	char *extra[] = { "LD_PRELOAD=/nonexistent.so", "MXID=ABC", NULL };
+	struct buf out = BUF_INIT, big = BUF_INIT;
+	char *bigenv[2];
+	pid_t pid, ppid;
+	int ctl, pctl, st, i, conv;
+	char b[64];
+
+	if (argc > 1 && !strcmp(argv[1], "serve")) {
+		forkserver_serve(FS_CHAIN, 2, NULL, NULL);
+		return chain_child();
+	}
+	if (argc > 1 && !strcmp(argv[1], "pserve")) {
+		forkserver_serve(FS_POLICY, 0, NULL, NULL);
+		return policy_child();
+	}
+	signal(SIGPIPE, SIG_IGN);
+	setenv("FOLDERS", "from-the-server's-own-environment", 1);
+	ctl = forkserver_start(serve, environ, &pid);
+	unsetenv("FOLDERS");
+	CHECK(ctl >= 0, "a program that serves says ready");
+	if (ctl < 0)
+		CHECK_DONE();
+
+	st = call(ctl, "echo", extra, &out);
+	CHECK(st == 7, "the child's exit code comes back (got %d)", st);
+	CHECK_STR(out.s, "SENDER=echo|LD_PRELOAD=(unset)|FOLDERS=(unset)|MXID=ABC|BODY=the message|",
+	    "envelope names set, others (LD_PRELOAD) dropped, unset ones unset");
+
+	st = call(ctl, "kill", NULL, &out);
+	CHECK(st == 111, "a child killed by a signal: 111, temporary (got %d)", st);
+	st = call(ctl, "hang", NULL, &out);
+	CHECK(st == 111, "a child over the time limit is killed: 111 (got %d)", st);
+	st = call(ctl, "forge", NULL, &out);
+	CHECK(st == 100, "the server's status line is the last word (got %d)", st);
+
+	for (i = 0; i < 30000; i++)
+		buf_printf(&big, "user%05d@example.com\n", i);
+	bigenv[0] = xmalloc(big.len + 20);
+	sprintf(bigenv[0], "RECIPIENTS=%s", big.s);
+	bigenv[1] = NULL;
+	st = call(ctl, "big", bigenv, &out);
+	snprintf(b, sizeof b, "len=%zu|", big.len);
+	CHECK(st == 0 && out.s && !strcmp(out.s, b), "a 660 KB environment arrives whole (%s)",
+	    out.s ? out.s : "");
+	free(bigenv[0]);
+
+	for (i = 0; i < 20; i++)
+		if (call(ctl, "echo", extra, &out) != 7)
+			break;
+	CHECK(i == 20, "20 requests in a row");
+
+	/* the policy kind: the conversation is the child's stdin and stdout */
+	pctl = forkserver_start(pserve, environ, &ppid);
+	CHECK(pctl >= 0, "policy server ready");
+	conv = pctl >= 0 ? forkserver_request(pctl, FS_POLICY, -1, NULL, fs_now_ms() + 5000) : -1;
+	memset(b, 0, sizeof b);
+	if (conv >= 0 && write(conv, "request=x\n", 10) == 10)
+		(void)!read(conv, b, sizeof b - 1);
+	CHECK_STR(b, "REQUEST=X\n", "policy child answers on the conversation");
+	if (conv >= 0)
+		close(conv);
+	/* a chain request to a policy server is refused: EOF, no status */
+	st = call(pctl, "echo", NULL, &out);
+	CHECK(st == -1, "a request of the wrong kind gets no answer (got %d)", st);
+
+	i = forkserver_start(notserver, environ, &ppid);
+	CHECK(i < 0, "a program that cannot serve is reported (-1)");
+
+	/* the servers end when the last client end is closed */
+	close(ctl);
+	close(pctl);
+	for (i = 0; i < 50; i++) {
+		if (waitpid(-1, &st, WNOHANG) < 0 && errno == ECHILD)
+			break;
+		usleep(100000);
+	}
+	CHECK(i < 50, "servers end when their clients are gone");
+	buf_free(&out);
+	buf_free(&big);
+	CHECK_DONE();
+}

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include "buf.h"
 #include "fdio.h"
 #include "forkserver.h"
 #include "log.h"
@@ -235,6 +236,25 @@ forkserver_collect(int conv, void (*line)(void *, const char *, size_t), void *a
 
 /* ---- starter ---- */
 
+/* Only our own programs, from the directory we run from, are started
+ * as servers: anything else (a site's chain script, say) would pass
+ * FORKSERVER_FD on to the program it execs, which would then serve in
+ * its place and the script would run once instead of per message. */
+static int
+ours(const char *prog)
+{
+	char self[4096], real[4096], *slash;
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+
+	if (n <= 0 || !strchr(prog, '/') || !realpath(prog, real))
+		return 0;
+	self[n] = 0;
+	if (!(slash = strrchr(self, '/')))
+		return 0;
+	slash[1] = 0;
+	return !strncmp(real, self, strlen(self)) && !strchr(real + strlen(self), '/');
+}
+
 int
 forkserver_start(char *const argv[], char *const envp[], pid_t *pid)
 {
@@ -245,6 +265,10 @@ forkserver_start(char *const argv[], char *const envp[], pid_t *pid)
 	int sv[2], rc, i, n;
 	struct pollfd p;
 
+	if (!ours(argv[0])) {
+		errno = EPERM;
+		return -1;
+	}
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return -1;
 	for (n = 0; envp[n]; n++)
@@ -539,6 +563,169 @@ forkserver_serve(enum fs_kind kind, long long timeout_s, void (*refresh)(void *)
 		if (kind != FS_CHAIN)
 			close(conv);
 		nch++;
+	}
+	exit(0);
+}
+
+/* ---- many policy conversations in one process ---- */
+
+struct pconv {
+	int fd;
+	size_t envleft;		/* bytes of environment still to skip */
+	struct buf in, out;
+};
+
+#define MAX_CONV 4096
+#define OUT_MAX (1 << 20)	/* replies a client leaves unread: dropped beyond */
+
+static void
+pconv_drop(struct pconv *c)
+{
+	close(c->fd);
+	buf_free(&c->in);
+	buf_free(&c->out);
+	c->fd = -1;
+}
+
+/* Answer every complete request in c->in; -1: drop the conversation. */
+static int
+pconv_answer(struct pconv *c, int (*answer)(void *, char *, size_t, struct buf *),
+    size_t reqmax, void *arg)
+{
+	size_t off = 0;
+
+	while (off < c->in.len) {
+		char *p = c->in.s + off, *end;
+		size_t len = c->in.len - off, rl;
+
+		if (c->envleft) {
+			size_t k = len < c->envleft ? len : c->envleft;
+			c->envleft -= k;
+			off += k;
+			continue;
+		}
+		if (*p == '\n')
+			return -1;	/* an empty request */
+		if (!(end = memmem(p, len, "\n\n", 2)))
+			break;
+		rl = (size_t)(end - p) + 1;	/* the lines, each with its '\n' */
+		if (rl > reqmax || memchr(p, 0, rl))
+			return -1;
+		for (size_t i = 0; i < rl; i++)
+			if (p[i] == '\n')
+				p[i] = 0;
+		if (answer(arg, p, rl, &c->out) < 0)
+			return -1;
+		off += rl + 1;
+	}
+	if (off) {
+		memmove(c->in.s, c->in.s + off, c->in.len - off);
+		c->in.len -= off;
+	}
+	if (c->in.len > reqmax + 2 || c->out.len > OUT_MAX)
+		return -1;
+	return 0;
+}
+
+static int
+pconv_flush(struct pconv *c)
+{
+	ssize_t n;
+
+	while (c->out.len) {
+		n = send(c->fd, c->out.s, c->out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR ? 0 : -1;
+		memmove(c->out.s, c->out.s + n, c->out.len - (size_t)n);
+		c->out.len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void
+pconv_read(struct pconv *c, int (*answer)(void *, char *, size_t, struct buf *),
+    size_t reqmax, void *arg)
+{
+	ssize_t n;
+
+	buf_reserve(&c->in, 16384);
+	n = recv(c->fd, c->in.s + c->in.len, c->in.cap - c->in.len - 1, MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		pconv_drop(c);	/* end of the session (a partial request: dropped) */
+		return;
+	}
+	c->in.len += (size_t)n;
+	if (pconv_answer(c, answer, reqmax, arg) < 0) {
+		log_warn("malformed policy request; closing");
+		pconv_drop(c);
+		return;
+	}
+	if (pconv_flush(c) < 0)
+		pconv_drop(c);
+}
+
+void
+forkserver_serve_policy(int (*answer)(void *arg, char *req, size_t len, struct buf *out),
+    size_t reqmax, void (*refresh)(void *), void *arg)
+{
+	static struct pconv cv[MAX_CONV];
+	static struct pollfd p[MAX_CONV + 1];
+	int ctl = forkserver_fd(), ncv = 0, open_ = 1, i;
+
+	if (ctl < 0)
+		die(EXIT_TEMP, "%s is not a control socket", FORKSERVER_ENV);
+	unsetenv(FORKSERVER_ENV);
+	signal(SIGPIPE, SIG_IGN);
+	if (send(ctl, READY, sizeof READY - 1, MSG_NOSIGNAL) < 0)
+		diesys(EXIT_TEMP, "control socket");
+	while (open_ || ncv > 0) {
+		int np = 0, first = open_ && ncv < MAX_CONV;
+
+		if (first)
+			p[np++] = (struct pollfd){ ctl, POLLIN, 0 };
+		for (i = 0; i < ncv; i++)
+			p[np++] = (struct pollfd){ cv[i].fd,
+			    (short)(POLLIN | (cv[i].out.len ? POLLOUT : 0)), 0 };
+		if (poll(p, (nfds_t)np, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			diesys(EXIT_TEMP, "poll");
+		}
+		if (refresh)
+			refresh(arg);
+		for (i = 0; i < ncv; i++) {
+			short re = p[i + first].revents;
+			if (re & POLLOUT && pconv_flush(&cv[i]) < 0)
+				pconv_drop(&cv[i]);
+			else if (re & (POLLIN | POLLHUP | POLLERR))
+				pconv_read(&cv[i], answer, reqmax, arg);
+		}
+		for (i = 0; i < ncv; )	/* compact: dropped ones out */
+			if (cv[i].fd < 0)
+				cv[i] = cv[--ncv];
+			else
+				i++;
+		if (first && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+			struct record rec;
+			int conv, passfd, r = recv_request(ctl, &rec, &conv, &passfd);
+			if (r <= 0)
+				open_ = 0;
+			else if (r == 1) {
+				if (passfd >= 0)
+					close(passfd);
+				if (rec.kind != FS_POLICY) {
+					log_warn("request of the wrong kind ignored");
+					close(conv);
+				} else {
+					memset(&cv[ncv], 0, sizeof cv[ncv]);
+					cv[ncv].fd = conv;
+					cv[ncv].envleft = rec.envlen;
+					ncv++;
+				}
+			}
+		}
 	}
 	exit(0);
 }

@@ -43,9 +43,23 @@ int forkserver_fd(void);
  * Children of FS_CHAIN are killed after timeout_s seconds. */
 int forkserver_serve(enum fs_kind kind, long long timeout_s, void (*refresh)(void *), void *arg);
 
+/* Server for policy conversations, all in this one process (no fork:
+ * a policy answer is a few table look-ups, a process per session cost
+ * more than the answers). The environment sent with a request is
+ * read and ignored: the process keeps its own (the listener's). For
+ * each complete request (lines up to the empty line) answer() gets the
+ * lines, each NUL-terminated, and appends the reply to out; returning
+ * -1 closes that conversation unanswered (a malformed request:
+ * Postfix's rule). refresh runs before each batch of answers. Returns
+ * only when every client is gone. */
+struct buf;
+void forkserver_serve_policy(int (*answer)(void *arg, char *req, size_t len, struct buf *out),
+    size_t reqmax, void (*refresh)(void *), void *arg);
+
 /* Starter: spawn argv as a server (envp: its environment). Returns the
  * client end of its control socket and the pid, or -1 when it cannot
- * run or did not say "ready" within a few seconds. */
+ * run, did not say "ready" within a few seconds, or is not one of ours
+ * (argv[0] a path into the directory of the running program). */
 int forkserver_start(char *const argv[], char *const envp[], pid_t *pid);
 
 /* Client: open one request; returns the conversation, or -1 (errno).

@@ -165,12 +165,14 @@ in_line(char **line, size_t *len)
 	return 1;
 }
 
+static void parse_request(struct request *r);
+
 /* Read one request; 1 got one, 0 clean EOF, -1 malformed. */
 static int
 read_request(struct request *r)
 {
 	char *line;
-	size_t n, off;
+	size_t n;
 	int got = 0, done = 0, l;
 
 	buf_clear(&r->raw);
@@ -188,6 +190,16 @@ read_request(struct request *r)
 		return got || l != 0 ? -1 : 0;	/* EOF inside a request is malformed */
 	if (!got)
 		return -1;
+	parse_request(r);
+	return 1;
+}
+
+/* The attributes we use, from r->raw's NUL-separated lines. */
+static void
+parse_request(struct request *r)
+{
+	size_t off;
+
 	r->state = r->client = r->sender = r->rcpt = r->sasl = NULL;
 	for (off = 0; off < r->raw.len; ) {
 		const char *ln = r->raw.s + off, *eq = strchr(ln, '=');
@@ -216,32 +228,41 @@ read_request(struct request *r)
 		}
 		off += nl + 1;
 	}
-	return 1;
 }
 
 static void
-answer(const struct verdict *v)
+answer_to(struct buf *out, const struct verdict *v)
 {
 	switch (v->kind) {
 	case V_ACCEPT:
-		fputs("action=DUNNO\n\n", stdout);
+		buf_adds(out, "action=DUNNO\n\n");
 		break;
 	case V_RELAY:
-		fputs("action=OK\n\n", stdout);
+		buf_adds(out, "action=OK\n\n");
 		break;
 	case V_REJECT:
 	case V_DEFER:
 		if (v->code >= 100 && v->code <= 999) {	/* "action=%d %s\n\n" */
 			char code[4] = { (char)('0' + v->code / 100),
 			    (char)('0' + v->code / 10 % 10), (char)('0' + v->code % 10), ' ' };
-			fputs("action=", stdout);
-			fwrite(code, 1, 4, stdout);
-			fputs(v->text, stdout);
-			fputs("\n\n", stdout);
+			buf_adds(out, "action=");
+			buf_add(out, code, 4);
+			buf_adds(out, v->text);
+			buf_adds(out, "\n\n");
 		} else
-			printf("action=%d %s\n\n", v->code, v->text);
+			buf_printf(out, "action=%d %s\n\n", v->code, v->text);
 		break;
 	}
+}
+
+static void
+answer(const struct verdict *v)
+{
+	static struct buf out = BUF_INIT;
+
+	buf_clear(&out);
+	answer_to(&out, v);
+	fwrite(out.s, 1, out.len, stdout);
 }
 
 /* The policy protocol carries the sender and recipient bare (no <>). */
@@ -289,6 +310,33 @@ refresh_tables(void *rc)
 	rc_refresh(rc);
 }
 
+/* One request of the event-driven server (forkserver_serve_policy):
+ * the same checks as read_request, the same answer. */
+static int
+serve_request(void *arg, char *req, size_t len, struct buf *out)
+{
+	static struct request r = { BUF_INIT, NULL, NULL, NULL, NULL, NULL };
+	struct rc *rc = arg;
+	struct verdict v;
+	size_t off, n;
+
+	for (off = 0; off < len; off += n + 1) {
+		n = strlen(req + off);
+		if (!memchr(req + off, '=', n))
+			return -1;
+	}
+	buf_clear(&r.raw);
+	buf_add(&r.raw, req, len);
+	parse_request(&r);
+	decide(rc, &r, &v);
+	if (rc->verbose)
+		log_info("%s %s %s%s: %s", r.state ? r.state : "?", r.client ? r.client : "-",
+		    r.rcpt ? r.rcpt : "", v.kind == V_REJECT || v.kind == V_DEFER ? " rejected" : "",
+		    v.why);
+	answer_to(out, &v);
+	return 0;
+}
+
 static int
 policy_mode(struct rc *rc)
 {
@@ -296,8 +344,8 @@ policy_mode(struct rc *rc)
 	struct verdict v;
 	int got;
 
-	if (forkserver_fd() >= 0)	/* smtpd-lite -l: a child per session */
-		forkserver_serve(FS_POLICY, 0, refresh_tables, rc);
+	if (forkserver_fd() >= 0)	/* smtpd-lite -l: every session, one process */
+		forkserver_serve_policy(serve_request, REQ_MAX, refresh_tables, rc);
 	while ((got = read_request(&r)) > 0) {
 		rc_refresh(rc);
 		decide(rc, &r, &v);

@@ -28,12 +28,14 @@ attr(const char *line, const char *name)
 	return !strncmp(line, name, n) && line[n] == '=' ? line + n + 1 : NULL;
 }
 
+static void parse_req(struct req *r);
+
 /* 1 request, 0 clean EOF, -1 malformed */
 static int
 read_req(struct req *r)
 {
 	char *line = NULL;
-	size_t cap = 0, off;
+	size_t cap = 0;
 	ssize_t n = 0;
 	int got = 0, done = 0;
 
@@ -56,6 +58,16 @@ read_req(struct req *r)
 		return got || n > 0 ? -1 : 0;
 	if (!got)
 		return -1;
+	parse_req(r);
+	return 1;
+}
+
+/* The attributes we use, from r->raw's NUL-separated lines. */
+static void
+parse_req(struct req *r)
+{
+	size_t off;
+
 	r->state = r->client = r->cname = r->helo = r->sender = r->rcpt = r->sasl = NULL;
 	for (off = 0; off < r->raw.len; off += strlen(r->raw.s + off) + 1) {
 		const char *l = r->raw.s + off, *v;
@@ -74,7 +86,6 @@ read_req(struct req *r)
 		else if ((v = attr(l, "sasl_username")))
 			r->sasl = v;
 	}
-	return 1;
 }
 
 static int
@@ -95,18 +106,86 @@ stage_of(const char *s, enum rstage *st)
 	return 0;
 }
 
-static struct loaded *policy_loaded;	/* a fork server's rules, for its refresh */
+/* The envelope rules known at this stage -> the answer, into out. */
+static void
+decide(const struct opts *o, struct loaded *l, const struct req *r, enum rstage st,
+    struct buf *out)
+{
+	struct renv e;
+	struct rresult res;
+	char *sender = NULL, *rcpt = NULL;
+
+	memset(&e, 0, sizeof e);
+	rules_when(o->when, &e.wday, &e.minute);
+	e.client = r->client;
+	e.client_name = r->cname && strcmp(r->cname, "unknown") ? r->cname : "";
+	e.helo = r->helo ? r->helo : "";
+	e.auth = r->sasl;
+	sender = rp_bare(r->sender ? r->sender : "");
+	e.sender = sender;
+	if (st == ST_RCPT && r->rcpt && *r->rcpt) {
+		rcpt = rp_bare(r->rcpt);
+		e.rcpts = &rcpt;
+		e.nrcpt = 1;
+	} else if (st == ST_RCPT)
+		st = ST_MAIL;	/* no recipient given: what is known */
+	rules_run(&l->rs, &e, st, &res, NULL);
+	if (res.v == V_REJECT || res.v == V_TEMPFAIL) {
+		const struct rule *ru = &l->rs.rules[res.rule];
+		buf_printf(out, "action=%d %s %s\n\n", res.code, res.xcode, res.text);
+		log_info("%s %s client=%s sender=<%s>%s%s%s rule=\"%s\" line=%d", r->state,
+		    res.v == V_REJECT ? "reject" : "tempfail", r->client ? r->client : "-",
+		    sender, rcpt ? " rcpt=<" : "", rcpt ? rcpt : "", rcpt ? ">" : "",
+		    ru->name, ru->line);
+	} else {
+		buf_adds(out, "action=DUNNO\n\n");
+		if (o->verbose)
+			log_info("%s DUNNO client=%s sender=<%s>%s%s%s", r->state,
+			    r->client ? r->client : "-", sender, rcpt ? " rcpt=<" : "",
+			    rcpt ? rcpt : "", rcpt ? ">" : "");
+	}
+	rresult_free(&res);
+	free(sender);
+	free(rcpt);
+}
+
+/* One request of the event-driven server (forkserver_serve_policy);
+ * arg is the rules in force. */
+static const struct opts *server_opts;
+
+static int
+serve_request(void *arg, char *req, size_t len, struct buf *out)
+{
+	static struct req r = { BUF_INIT, NULL, NULL, NULL, NULL, NULL, NULL, NULL };
+	enum rstage st;
+	size_t off, n;
+
+	for (off = 0; off < len; off += n + 1) {
+		n = strlen(req + off);
+		if (!strchr(req + off, '=') || req[off] == '=')
+			return -1;
+	}
+	buf_clear(&r.raw);
+	buf_add(&r.raw, req, len);
+	parse_req(&r);
+	if (stage_of(r.state, &st) < 0)
+		buf_adds(out, "action=DUNNO\n\n");
+	else
+		decide(server_opts, arg, &r, st, out);
+	return 0;
+}
 
 static void
-policy_refresh(void *arg)
+policy_refresh(void *l)
 {
-	rp_refresh(arg, policy_loaded);
+	rp_refresh(server_opts, l);
 }
 
 int
 policy_mode(const struct opts *o)
 {
 	struct req r = { BUF_INIT, NULL, NULL, NULL, NULL, NULL, NULL, NULL };
+	struct buf out = BUF_INIT;
 	static struct loaded l;	/* reachable until exit: not freed (see dry_run) */
 	char err[800];
 	int got;
@@ -117,60 +196,27 @@ policy_mode(const struct opts *o)
 		fprintf(stderr, "4.3.0 ruleproc: rules configuration error\n");
 		return EXIT_TEMP;
 	}
-	if (forkserver_fd() >= 0) {	/* smtpd-lite -l: a child per session */
-		policy_loaded = &l;
-		forkserver_serve(FS_POLICY, 0, policy_refresh, (void *)o);
+	if (forkserver_fd() >= 0) {	/* smtpd-lite -l: every session, one process */
+		server_opts = o;
+		forkserver_serve_policy(serve_request, REQ_MAX, policy_refresh, &l);
 	}
 	while ((got = read_req(&r)) > 0) {
-		struct renv e;
-		struct rresult res;
 		enum rstage st;
-		char *sender = NULL, *rcpt = NULL;
 
 		rp_refresh(o, &l);
-		if (stage_of(r.state, &st) < 0) {
-			fputs("action=DUNNO\n\n", stdout);
-			goto flush;
-		}
-		memset(&e, 0, sizeof e);
-		rules_when(o->when, &e.wday, &e.minute);
-		e.client = r.client;
-		e.client_name = r.cname && strcmp(r.cname, "unknown") ? r.cname : "";
-		e.helo = r.helo ? r.helo : "";
-		e.auth = r.sasl;
-		sender = rp_bare(r.sender ? r.sender : "");
-		e.sender = sender;
-		if (st == ST_RCPT && r.rcpt && *r.rcpt) {
-			rcpt = rp_bare(r.rcpt);
-			e.rcpts = &rcpt;
-			e.nrcpt = 1;
-		} else if (st == ST_RCPT)
-			st = ST_MAIL;	/* no recipient given: what is known */
-		rules_run(&l.rs, &e, st, &res, NULL);
-		if (res.v == V_REJECT || res.v == V_TEMPFAIL) {
-			const struct rule *ru = &l.rs.rules[res.rule];
-			printf("action=%d %s %s\n\n", res.code, res.xcode, res.text);
-			log_info("%s %s client=%s sender=<%s>%s%s%s rule=\"%s\" line=%d", r.state,
-			    res.v == V_REJECT ? "reject" : "tempfail", r.client ? r.client : "-",
-			    sender, rcpt ? " rcpt=<" : "", rcpt ? rcpt : "", rcpt ? ">" : "",
-			    ru->name, ru->line);
-		} else {
-			fputs("action=DUNNO\n\n", stdout);
-			if (o->verbose)
-				log_info("%s DUNNO client=%s sender=<%s>%s%s%s", r.state,
-				    r.client ? r.client : "-", sender, rcpt ? " rcpt=<" : "",
-				    rcpt ? rcpt : "", rcpt ? ">" : "");
-		}
-		rresult_free(&res);
-		free(sender);
-		free(rcpt);
-flush:
+		if (stage_of(r.state, &st) < 0)
+			buf_adds(&out, "action=DUNNO\n\n");
+		else
+			decide(o, &l, &r, st, &out);
+		fwrite(out.s, 1, out.len, stdout);
+		buf_clear(&out);
 		if (stdin->_IO_read_ptr >= stdin->_IO_read_end && fflush(stdout) == EOF)
 			diesys(EXIT_TEMP, "write");
 	}
 	if (fflush(stdout) == EOF)
 		diesys(EXIT_TEMP, "write");
 	buf_free(&r.raw);
+	buf_free(&out);
 	if (got < 0) {
 		log_warn("malformed policy request; closing");
 		return EXIT_PERM;

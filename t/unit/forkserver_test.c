@@ -71,6 +71,39 @@ policy_child(void)
 	return 0;
 }
 
+/* the event-driven policy server: "action=N LINES" for each request */
+static int
+event_answer(void *arg, char *req, size_t len, struct buf *out)
+{
+	size_t off, lines = 0;
+
+	(void)arg;
+	for (off = 0; off < len; off += strlen(req + off) + 1)
+		lines++;
+	if (!strcmp(req, "bad=1"))
+		return -1;
+	buf_printf(out, "action=%zu %s\n\n", lines, req);
+	return 0;
+}
+
+static int
+ask(int conv, const char *what, char *b, size_t cap)
+{
+	ssize_t n;
+	size_t len = 0;
+
+	if (what && write(conv, what, strlen(what)) != (ssize_t)strlen(what))
+		return -1;
+	while (len < cap - 1 && (len < 2 || memcmp(b + len - 2, "\n\n", 2))) {
+		n = read(conv, b + len, cap - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	b[len] = 0;
+	return (int)len;
+}
+
 static void
 addline(void *arg, const char *line, size_t len)
 {
@@ -112,6 +145,9 @@ main(int argc, char **argv)
 	char *serve[] = { "/proc/self/exe", "serve", NULL };
 	char *pserve[] = { "/proc/self/exe", "pserve", NULL };
 	char *notserver[] = { "/bin/true", NULL };
+	char *eserve[] = { "/proc/self/exe", "eserve", NULL };
+	char ans[256];
+	int c1, c2, ectl;
 	char *extra[] = { "LD_PRELOAD=/nonexistent.so", "MXID=ABC", NULL };
 	struct buf out = BUF_INIT, big = BUF_INIT;
 	char *bigenv[2];
@@ -122,6 +158,10 @@ main(int argc, char **argv)
 	if (argc > 1 && !strcmp(argv[1], "serve")) {
 		forkserver_serve(FS_CHAIN, 2, NULL, NULL);
 		return chain_child();
+	}
+	if (argc > 1 && !strcmp(argv[1], "eserve")) {
+		forkserver_serve_policy(event_answer, 1000, NULL, NULL);
+		return 1;	/* not reached */
 	}
 	if (argc > 1 && !strcmp(argv[1], "pserve")) {
 		forkserver_serve(FS_POLICY, 0, NULL, NULL);
@@ -177,8 +217,42 @@ main(int argc, char **argv)
 	st = call(pctl, "echo", NULL, &out);
 	CHECK(st == -1, "a request of the wrong kind gets no answer (got %d)", st);
 
+	/* one process, many conversations */
+	ectl = forkserver_start(eserve, environ, &pid);
+	CHECK(ectl >= 0, "event-driven policy server ready");
+	c1 = forkserver_request(ectl, FS_POLICY, -1, extra, fs_now_ms() + 5000);
+	c2 = forkserver_request(ectl, FS_POLICY, -1, NULL, fs_now_ms() + 5000);
+	CHECK(c1 >= 0 && c2 >= 0, "two conversations open");
+	ask(c1, "a=1\nb=2\n\n", ans, sizeof ans);
+	CHECK_STR(ans, "action=2 a=1\n\n", "one request answered (the environment skipped)");
+	if (write(c2, "x=1\n", 4) != 4)
+		CHECK(0, "write");
+	ask(c1, "c=3\n\nd=4\n\n", ans, sizeof ans);
+	if (strlen(ans) < 20)	/* the second answer may come in its own read */
+		ask(c1, NULL, ans + strlen(ans), sizeof ans - strlen(ans));
+	CHECK_STR(ans, "action=1 c=3\n\naction=1 d=4\n\n",
+	    "two pipelined requests, while another conversation is half-way");
+	ask(c2, "y=2\n\n", ans, sizeof ans);
+	CHECK_STR(ans, "action=2 x=1\n\n", "the half-way request completed later");
+	ask(c2, "bad=1\n\n", ans, sizeof ans);
+	CHECK_STR(ans, "", "a request the answer function refuses: closed, no answer");
+	ask(c1, "\n", ans, sizeof ans);
+	CHECK_STR(ans, "", "an empty request: closed, no answer");
+	close(c1);
+	close(c2);
+	c2 = forkserver_request(ectl, FS_POLICY, -1, NULL, fs_now_ms() + 5000);
+	memset(ans, 'x', 200);
+	if (write(c2, ans, 200) != 200 || write(c2, ans, 200) != 200 ||
+	    write(c2, ans, 200) != 200 || write(c2, ans, 200) != 200 ||
+	    write(c2, ans, 200) != 200 || write(c2, ans, 200) != 200)
+		CHECK(0, "write");
+	ask(c2, NULL, ans, sizeof ans);
+	CHECK_STR(ans, "", "a request over the size limit (1000): closed, no answer");
+	close(c2);
+	close(ectl);
+
 	i = forkserver_start(notserver, environ, &ppid);
-	CHECK(i < 0, "a program that cannot serve is reported (-1)");
+	CHECK(i < 0, "a program outside our directory is not started as a server (-1)");
 
 	/* the servers end when the last client end is closed */
 	close(ctl);

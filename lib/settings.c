@@ -43,6 +43,7 @@ static const struct key keys[] = {
 	STRK("mailroot", K_PATH, mailroot, "mail"),
 	STRK("queuedir", K_PATH, queuedir, "queue"),
 	STRK("spooldir", K_PATH, spooldir, "spool"),
+	NUMK("spool_memory", K_SIZE, spool_memory, 0, 1073741824LL, "262144"),
 	STRK("user", K_STR, user, "nobody"),
 	STRK("access_default", K_ACCESS, access_default, "allow"),
 	STRK("relay_by", K_RELAYBY, relay_by, "ip-or-auth"),

@@ -24,6 +24,7 @@ struct settings {
 	char mailroot[4096];	/* Maildirs live under here */
 	char queuedir[4096];	/* durable queue for non-local recipients */
 	char spooldir[4096];	/* smtpd-lite spools DATA here */
+	long long spool_memory;	/* messages up to this size spool in memory */
 	char user[64];		/* drop to this user when started as root */
 	char access_default[16];	/* allow | deny | relay */
 	char relay_by[16];	/* ip-or-auth | ip | auth: what lets a client relay */

@@ -184,6 +184,7 @@ chain_mode(const struct opts *o, char **argv)
 	rules_when(o->when, &e.wday, &e.minute);
 
 	msgsrc_init(&src, set.spooldir);
+	src.memmax = set.spool_memory;
 	rmsg_init(&m, l.rs.body_limit);
 	if (l.rs.need_headers || l.rs.need_body || l.rs.need_size || l.rs.need_attach) {
 		if (msgsrc_scan(&src, &m, &l.rs, 0) < 0)

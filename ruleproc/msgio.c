@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "log.h"
 #include "msgio.h"
+#include "spool.h"
 
 #define CHUNK 65536
 
@@ -232,9 +233,13 @@ out:
 int
 msgsrc_rewrite(struct msgsrc *s, const struct rmsg *m, const struct rresult *res)
 {
-	int out, src = s->spooled ? s->fd : 0;
+	int out = -1, src = s->spooled ? s->fd : 0;
 
-	out = tmpfile_open(s->spooldir);
+	/* a small one in memory (lib/spool.h: no inode to allocate) */
+	if (s->memmax > 0 && m->size <= (unsigned long long)s->memmax)
+		out = spool_new(s->spooldir, s->memmax);
+	if (out < 0)
+		out = tmpfile_open(s->spooldir);
 	if (out < 0) {
 		log_warnsys("cannot create a temp file in %s", s->spooldir);
 		return -1;

@@ -11,6 +11,7 @@ struct msgsrc {
 	int seekable;		/* stdin is a regular file */
 	int spooled;		/* fd is a temp copy of a piped stdin */
 	int scanned;
+	long long memmax;	/* a rewritten copy up to this size: in memory */
 };
 
 void msgsrc_init(struct msgsrc *s, const char *spooldir);

@@ -16,11 +16,15 @@
 #include <unistd.h>
 
 #include "smtpd.h"
+#include "spool.h"
 
 enum dstate { D_TEXT, D_CR, D_DOT, D_DOTCR };
 
 struct dctx {
 	int fd;
+	const char *spooldir;
+	long long memmax;	/* > 0: a memory spool, moved to disk beyond this */
+	long long written;
 	long long max_size, max_hops, hops;
 	struct data_result *r;
 	char wbuf[16384];
@@ -35,6 +39,12 @@ wflush(struct dctx *d)
 {
 	size_t off = 0;
 
+	if (d->memmax > 0 && d->written + (long long)d->wlen > d->memmax && !d->r->ioerr) {
+		if (spool_spill(d->fd, d->spooldir) < 0)
+			d->r->ioerr = errno ? errno : EIO;
+		d->memmax = 0;
+	}
+	d->written += (long long)d->wlen;
 	while (off < d->wlen && !d->r->ioerr) {
 		ssize_t n = write(d->fd, d->wbuf + off, d->wlen - off);
 		if (n < 0 && errno == EINTR)
@@ -136,7 +146,7 @@ step(struct dctx *d, enum dstate *st, int *bol, char c)
 }
 
 void
-data_read(int fd, long long max_size, long long max_hops, struct data_result *r)
+data_read(int fd, const struct settings *s, struct data_result *r)
 {
 	static struct dctx d;
 	enum dstate st = D_TEXT;
@@ -145,8 +155,11 @@ data_read(int fd, long long max_size, long long max_hops, struct data_result *r)
 	memset(r, 0, sizeof *r);
 	memset(&d, 0, sizeof d);
 	d.fd = fd;
-	d.max_size = max_size;
-	d.max_hops = max_hops;
+	d.spooldir = s->spooldir;
+	d.memmax = s->spool_memory;
+	d.written = lseek(fd, 0, SEEK_CUR);	/* our trace headers */
+	d.max_size = s->max_size;
+	d.max_hops = s->max_hops;
 	d.r = r;
 	d.in_hdr = 1;
 	for (;;) {

@@ -24,6 +24,7 @@
 #include "fdio.h"
 #include "log.h"
 #include "smtpd.h"
+#include "spool.h"
 #include "tables.h"
 
 struct sess {
@@ -481,28 +482,6 @@ cmd_rcpt(struct sess *ss, char *arg)
 	pres_free(&r);
 }
 
-/* Open the spool file, unlinked at once: nothing is left behind
- * whatever happens to us; the chain reads it through the descriptor. */
-static int
-spool_open(struct sess *ss, const char *id)
-{
-	char path[4200];
-	int fd;
-
-	if (snprintf(path, sizeof path, "%s/%s", ss->s->spooldir, id) >= (int)sizeof path) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -1;
-	if (unlink(path) < 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 static int
 write_headers(struct sess *ss, int fd, const char *id)
 {
@@ -611,7 +590,7 @@ do_data(struct sess *ss, int fd, const char *id)
 
 	reply(ss, "354 End data with <CR><LF>.<CR><LF>");
 	io_timeout(ss->s->timeout_data);
-	data_read(fd, ss->s->max_size, ss->s->max_hops, &d);
+	data_read(fd, ss->s, &d);
 	io_timeout(ss->s->timeout_command);
 	if (d.eof) {
 		close(fd);
@@ -666,7 +645,10 @@ cmd_data(struct sess *ss, char *arg)
 		if (mr.discard)
 			ss->discard = 1;
 	}
-	if ((fd = spool_open(ss, id)) < 0 || write_headers(ss, fd, id) < 0) {
+	/* unlinked from the start (lib/spool.h): nothing is left behind
+	 * whatever happens to us; the chain reads it through the descriptor */
+	if ((fd = spool_new(ss->s->spooldir, ss->s->spool_memory)) < 0 ||
+	    write_headers(ss, fd, id) < 0) {
 		log_warnsys("cannot create spool file in %s", ss->s->spooldir);
 		if (fd >= 0)
 			close(fd);

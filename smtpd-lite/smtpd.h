@@ -164,7 +164,9 @@ struct data_result {
 };
 /* Read DATA text up to CRLF.CRLF into fd (after the already written
  * header lines). */
-void data_read(int fd, long long max_size, long long max_hops, struct data_result *r);
+/* fd: the spool (lib/spool.h); a memory spool is moved to a file in
+ * the spooldir once it grows past spool_memory */
+void data_read(int fd, const struct settings *s, struct data_result *r);
 
 /* ---- session.c ---- */
 struct client {

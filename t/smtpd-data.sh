@@ -138,9 +138,25 @@ fi
 cp "$T/conf/settings" "$T/settings.keep"
 echo "chain $CHAIN $T/out" >>"$T/conf/settings"
 echo "spooldir $T/nospool" >>"$T/conf/settings"
+echo "spool_memory 0" >>"$T/conf/settings"
 out=$(printf "${TX}x\r\n.\r\n$Q" | TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" 2>>"$T/log" | codes)
-is "$out" "220,250,250 2.1.0,250 2.1.5,451 4.3.0,500 5.5.2,500 5.5.2,221 2.0.0" "spool directory missing: 451 4.3.0 instead of 354"
+is "$out" "220,250,250 2.1.0,250 2.1.5,451 4.3.0,500 5.5.2,500 5.5.2,221 2.0.0" "spool directory missing (spool_memory 0): 451 4.3.0 instead of 354"
 like "$(cat "$T/log")" 'cannot create spool file in .*/nospool' "spool trouble logged"
+# Memory spool (lib/spool.h): small messages never touch the spooldir;
+# one that grows past spool_memory moves to it, and when it cannot: 451.
+sed -i 's/^spool_memory 0$/spool_memory 600/' "$T/conf/settings"
+rm -f "$T"/out/*
+out=$(printf "${TX}small\r\n.\r\n$Q" | TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" 2>>"$T/log" | codes)
+is "$out" "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "memory spool: a small message needs no spool directory"
+big=$(head -c 800 /dev/zero | tr '\0' 'b')
+out=$(printf "${TX}Subject: big\r\n\r\n%s\r\n%s\r\n.\r\n$Q" "$big" "$big" | TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" 2>>"$T/log" | codes)
+is "$out" "220,250,250 2.1.0,250 2.1.5,354,451 4.3.0,221 2.0.0" "memory spool past spool_memory, spool directory missing: 451 4.3.0"
+mkdir -p "$T/nospool" && chmod 777 "$T/nospool"
+out=$(printf "${TX}Subject: big\r\n\r\n%s\r\n%s\r\n.\r\n$Q" "$big" "$big" | TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" 2>>"$T/log" | codes)
+is "$out" "220,250,250 2.1.0,250 2.1.5,354,250 2.0.0,221 2.0.0" "memory spool past spool_memory: moved to the spool directory, 250"
+got=$(cat "$(ls -t "$T"/out/*.msg | head -1)" | grep -c "^$big\$")
+is "$got" 2 "the moved spool: every byte there (both 800-byte lines)"
+is "$(ls "$T/nospool" | wc -l)" 0 "the moved spool is unlinked (spool directory empty)"
 cp "$T/settings.keep" "$T/conf/settings"
 
 # DATA timeout (1 s): 421 4.4.2, nothing delivered.

@@ -43,7 +43,7 @@ finish(int code, const char *reason)
 	fflush(stderr);
 	fprintf(stderr, "%s\n", reason);
 	fflush(stderr);
-	exit(exit_code(code, reason));
+	forkserver_exit(exit_code(code, reason));
 }
 
 static void
@@ -182,30 +182,30 @@ free_all(struct settings *s, struct tables *tb, struct rcpt *r, size_t nr,
 	settings_free(s);
 }
 
+struct dopts {
+	const char *confopt, *sender_in, *folder;
+	int tagfolders, percopy;
+	char **rcpts;		/* given as arguments, else RECIPIENTS */
+	int nrcpts;
+};
+
+static int deliver_one(void *arg);
+
 int
 main(int argc, char **argv)
 {
-	struct settings s;
-	struct tables tb;
-	struct local_ctx lc;
-	struct msg m;
-	struct rcpt *r = NULL;
-	size_t nr = 0, i, j;
-	const char *confopt = NULL, *sender_in = NULL, *folder = NULL, *why;
-	char err[600], sender[ADDR_PATH_MAX + 1], esc[700];
-	int c, tagfolders = 0, percopy = 0, spoolfd = -1;
-	int ndone = 0, nremote = 0, ntemp = 0, nperm = 0;
-	const char *first_temp = NULL, *first_perm = NULL;
-	struct buf rlist = BUF_INIT;
+	struct dopts o;
+	int c;
 
+	memset(&o, 0, sizeof o);
 	log_init("deliver", getenv("MXID"));
 	while ((c = getopt(argc, argv, "c:f:F:tDxvh")) != -1) {
 		switch (c) {
-		case 'c': confopt = optarg; break;
-		case 'f': sender_in = optarg; break;
-		case 'F': folder = optarg; break;
-		case 't': tagfolders = 1; break;
-		case 'D': percopy = 1; break;
+		case 'c': o.confopt = optarg; break;
+		case 'f': o.sender_in = optarg; break;
+		case 'F': o.folder = optarg; break;
+		case 't': o.tagfolders = 1; break;
+		case 'D': o.percopy = 1; break;
 		case 'x': sysexits = 1; break;
 		case 'v': log_verbose++; break;
 		case 'h': fputs(USAGE, stdout); return 0;
@@ -214,14 +214,38 @@ main(int argc, char **argv)
 			finish(EXIT_PERM, "5.3.5 deliver: usage error");
 		}
 	}
-	/* a fork server (smtpd-lite -l, ruleproc): each child is one run as
-	 * if exec'ed with these arguments, its envelope set by the request;
-	 * settings and tables are read per message as always */
-	if (forkserver_fd() >= 0) {
-		forkserver_serve(FS_CHAIN, 0, NULL, NULL);
-		log_init("deliver", getenv("MXID"));
-	}
-	if (settings_load(&s, settings_confdir(confopt), err, sizeof err) < 0) {
+	o.rcpts = argv + optind;
+	o.nrcpts = argc - optind;
+	/* a fork server (smtpd-lite -l, ruleproc): workers run one delivery
+	 * after another, each as if exec'ed with these arguments, its
+	 * envelope set by the request; settings and tables are read per
+	 * message as always */
+	if (forkserver_fd() >= 0)
+		forkserver_serve_chain(0, FS_MAX_USE, NULL, deliver_one, &o);
+	return deliver_one(&o);
+}
+
+/* One delivery: the message on fd 0, the envelope from o and the
+ * environment. Returns the exit code (or finish() ends it). */
+static int
+deliver_one(void *arg)
+{
+	const struct dopts *o = arg;
+	struct settings s;
+	struct tables tb;
+	struct local_ctx lc;
+	struct msg m;
+	struct rcpt *r = NULL;
+	size_t nr = 0, i, j;
+	const char *sender_in = o->sender_in, *folder = o->folder, *why;
+	char err[600], sender[ADDR_PATH_MAX + 1], esc[700];
+	int tagfolders = o->tagfolders, percopy = o->percopy, spoolfd = -1;
+	int ndone = 0, nremote = 0, ntemp = 0, nperm = 0;
+	const char *first_temp = NULL, *first_perm = NULL;
+	struct buf rlist = BUF_INIT;
+
+	log_init("deliver", getenv("MXID"));
+	if (settings_load(&s, settings_confdir(o->confopt), err, sizeof err) < 0) {
 		log_warn("%s", err);
 		finish(EXIT_TEMP, "4.3.5 cannot load the settings");
 	}
@@ -234,9 +258,9 @@ main(int argc, char **argv)
 		sender_in = getenv("SENDER");
 	if ((why = check_sender(sender_in ? sender_in : "", sender, sizeof sender)))
 		finish(EXIT_PERM, why);
-	if (optind < argc) {
-		for (i = (size_t)optind; i < (size_t)argc; i++)
-			buf_printf(&rlist, "%s\n", argv[i]);
+	if (o->nrcpts > 0) {
+		for (i = 0; i < (size_t)o->nrcpts; i++)
+			buf_printf(&rlist, "%s\n", o->rcpts[i]);
 	} else if (getenv("RECIPIENTS"))
 		buf_adds(&rlist, getenv("RECIPIENTS"));
 	if (!folder)

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
@@ -29,6 +30,7 @@ static const char *const envelope_names[] = {
 #define ENV_MAX (1 << 20)	/* bytes of environment in one request */
 #define MAX_CHILDREN 1024	/* beyond: requests wait in the socket */
 #define READY "ready"
+#define WORKER_IDLE_MS 60000	/* an idle worker ends after this */
 
 long long
 fs_now_ms(void)
@@ -325,10 +327,25 @@ forkserver_start(char *const argv[], char *const envp[], pid_t *pid)
 
 /* ---- server ---- */
 
-struct child {
+/* The parent keeps a pool of workers, each a child with a private
+ * SOCK_SEQPACKET socket: a request is handed to an idle worker (or to a
+ * new one) as the same record with the same descriptors; the worker
+ * answers with its exit code, and the parent writes the status line. */
+struct worker {
 	pid_t pid;
-	int conv;		/* FS_CHAIN: our copy, for the status; else -1 */
+	int sock;		/* parent's end */
+	int conv;		/* busy: our copy of the conversation; -1 idle */
 	long long deadline;	/* ms, 0 none */
+	long long idle_since;	/* ms: idle ones are sent away after a while */
+	int retiring;		/* served its last request: never given another */
+};
+
+/* a worker's answer: the request's exit code, and whether that was its
+ * last (max_use): a request handed to a worker on its way out would be
+ * lost, so the parent must know before it picks one */
+struct answer {
+	int code;
+	int last;
 };
 
 static int sigchld_pipe[2] = { -1, -1 };
@@ -343,8 +360,10 @@ on_sigchld(int sig)
 	errno = e;
 }
 
+/* One record with its descriptors: 1 got one, 0 EOF, 2 nothing usable
+ * (try again), -1 error. */
 static int
-recv_request(int ctl, struct record *rec, int *conv, int *passfd)
+recv_request(int fd, struct record *rec, int *conv, int *passfd)
 {
 	char cbuf[CMSG_SPACE(4 * sizeof(int))];
 	struct iovec iov = { rec, sizeof *rec };
@@ -358,11 +377,11 @@ recv_request(int ctl, struct record *rec, int *conv, int *passfd)
 	mh.msg_iovlen = 1;
 	mh.msg_control = cbuf;
 	mh.msg_controllen = sizeof cbuf;
-	n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 	if (n <= 0)
 		return n == 0 ? 0 : (errno == EAGAIN || errno == EINTR ? 2 : -1);
 	if (n != (ssize_t)sizeof *rec || rec->envlen > ENV_MAX)
-		*rec = (struct record){ 0, 0 };	/* refused below */
+		*rec = (struct record){ 0, 0 };	/* refused by the caller */
 	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
 		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
 			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -383,8 +402,8 @@ recv_request(int ctl, struct record *rec, int *conv, int *passfd)
 	return 1;
 }
 
-/* In the child: the request's environment, envlen bytes of
- * "NAME=VALUE\0" from the conversation. */
+/* The request's environment, envlen bytes of "NAME=VALUE\0" from the
+ * conversation; what the last request set is unset first. */
 static int
 read_env(int fd, size_t envlen)
 {
@@ -419,82 +438,220 @@ bad:
 	return -1;
 }
 
-static void
-child_setup(int ctl, enum fs_kind kind, size_t envlen, int conv, int passfd)
+/* ---- the worker ---- */
+
+static struct {
+	jmp_buf jb;
+	int in_request;		/* forkserver_exit() jumps back */
+	int code;
+} wk;
+
+void
+forkserver_exit(int code)
 {
-	close(ctl);
-	close(sigchld_pipe[0]);
-	close(sigchld_pipe[1]);
-	signal(SIGCHLD, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	if (read_env(conv, envlen) < 0)
-		_exit(EXIT_TEMP);
-	if (kind == FS_CHAIN) {
-		if (dup2(passfd, 0) < 0 || dup2(conv, 2) < 0)
-			_exit(EXIT_TEMP);
-	} else if (dup2(conv, 0) < 0 || dup2(conv, 1) < 0)
-		_exit(EXIT_TEMP);
-	if (conv > 2)
-		close(conv);
-	if (passfd > 2)
-		close(passfd);
+	if (!wk.in_request)
+		exit(code);
+	wk.code = code;
+	longjmp(wk.jb, 1);
 }
 
+/* The request's descriptors as an exec'ed chain program has them:
+ * fd 0 the message, fd 2 the conversation. */
+static int
+worker_setup(int conv, int passfd, size_t envlen)
+{
+	int rc = read_env(conv, envlen) == 0 && dup2(passfd, 0) >= 0 && dup2(conv, 2) >= 0 ? 0 : -1;
+
+	close(conv);
+	close(passfd);
+	return rc;
+}
+
+static void __attribute__((noreturn))
+worker_loop(int sock, int (*one)(void *), void *arg, int max_use)
+{
+	int uses, logfd = fcntl(2, F_DUPFD_CLOEXEC, 3), null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	for (uses = 0; uses < max_use; uses++) {
+		struct pollfd p = { sock, POLLIN, 0 };
+		struct record rec;
+		int conv, passfd, r, code;
+
+		struct answer a;
+
+		if (poll(&p, 1, -1) <= 0)
+			break;
+		if ((r = recv_request(sock, &rec, &conv, &passfd)) == 0 || r < 0)
+			break;
+		if (r == 2)
+			continue;
+		if (passfd < 0 || worker_setup(conv, passfd, rec.envlen) < 0)
+			code = EXIT_TEMP;
+		else if (setjmp(wk.jb) == 0) {
+			wk.in_request = 1;
+			code = one(arg);
+		} else
+			code = wk.code;
+		wk.in_request = 0;
+		alarm(0);
+		fflush(NULL);
+		/* our copies of the conversation closed: the client's EOF
+		 * comes with the parent's status line */
+		(void)dup2(null, 0);
+		(void)dup2(logfd, 2);
+		a.code = code;
+		a.last = uses + 1 == max_use;
+		if (send(sock, &a, sizeof a, MSG_NOSIGNAL) != (ssize_t)sizeof a)
+			break;
+	}
+	/* ends after its last answer, or when the parent closes our socket
+	 * (idle, or the server ends); 111 if ever taken for a request's end */
+	_exit(EXIT_TEMP);
+}
+
+/* ---- the parent ---- */
+
 static void
-report(struct child *c, int code)
+report(struct worker *w, int code)
 {
 	char line[32];
 	int n;
 
-	if (c->conv < 0)
+	if (w->conv < 0)
 		return;
 	n = snprintf(line, sizeof line, "\n%s%d\n", FS_STATUS, code);
-	(void)!fd_write_all(c->conv, line, (size_t)n);
-	close(c->conv);
-	c->conv = -1;
+	(void)!fd_write_all(w->conv, line, (size_t)n);
+	close(w->conv);
+	w->conv = -1;
 }
 
 static void
-reap(struct child *ch, int *nch)
+worker_gone(struct worker *ws, int *nw, int i, int code)
+{
+	report(&ws[i], code);
+	if (ws[i].sock >= 0)
+		close(ws[i].sock);
+	ws[i] = ws[--*nw];
+}
+
+static void
+reap(struct worker *ws, int *nw)
 {
 	pid_t pid;
 	int st, i;
 
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
-		for (i = 0; i < *nch; i++)
-			if (ch[i].pid == pid) {
+		for (i = 0; i < *nw; i++)
+			if (ws[i].pid == pid) {
 				if (WIFSIGNALED(st) && WTERMSIG(st) != SIGKILL)
-					log_warn("child %ld killed by signal %d", (long)pid, WTERMSIG(st));
-				report(&ch[i], WIFEXITED(st) ? WEXITSTATUS(st) : EXIT_TEMP);
-				ch[i] = ch[--*nch];
+					log_warn("worker %ld killed by signal %d", (long)pid, WTERMSIG(st));
+				/* a busy worker that exits (or execs a program that
+				 * does): that exit code is the request's */
+				worker_gone(ws, nw, i, WIFEXITED(st) ? WEXITSTATUS(st) : EXIT_TEMP);
 				break;
 			}
 }
 
 static long long
-expire(struct child *ch, int nch)
+expire(struct worker *ws, int nw)
 {
 	long long now = fs_now_ms(), next = -1;
 	int i;
 
-	for (i = 0; i < nch; i++) {
-		if (!ch[i].deadline)
+	for (i = 0; i < nw; i++) {
+		if (ws[i].conv < 0 || !ws[i].deadline)
 			continue;
-		if (ch[i].deadline <= now) {
-			log_warn("child %ld over the time limit, killed", (long)ch[i].pid);
-			kill(ch[i].pid, SIGKILL);
-			ch[i].deadline = 0;
-		} else if (next < 0 || ch[i].deadline - now < next)
-			next = ch[i].deadline - now;
+		if (ws[i].deadline <= now) {
+			log_warn("worker %ld over the time limit, killed", (long)ws[i].pid);
+			kill(ws[i].pid, SIGKILL);
+			ws[i].deadline = 0;
+		} else if (next < 0 || ws[i].deadline - now < next)
+			next = ws[i].deadline - now;
 	}
 	return next;
 }
 
-int
-forkserver_serve(enum fs_kind kind, long long timeout_s, void (*refresh)(void *), void *arg)
+/* A new worker in ws[nw]. It must not keep what the parent holds for
+ * others (their sockets, conversations, the request in hand): a copy
+ * of a conversation would keep its client from ever seeing EOF. */
+static int
+spawn_worker(struct worker *ws, int nw, int ctl, int conv, int passfd, int (*one)(void *),
+    void *arg, int max_use)
 {
-	static struct child ch[MAX_CHILDREN];
-	int ctl = forkserver_fd(), nch = 0, open_ = 1;
+	struct worker *w = &ws[nw];
+	int sv[2], i;
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -1;
+	if ((pid = fork()) < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		for (i = 0; i < nw; i++) {
+			if (ws[i].sock >= 0)
+				close(ws[i].sock);
+			if (ws[i].conv >= 0)
+				close(ws[i].conv);
+		}
+		close(conv);
+		close(passfd);
+		close(ctl);
+		close(sv[0]);
+		close(sigchld_pipe[0]);
+		close(sigchld_pipe[1]);
+		signal(SIGCHLD, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		worker_loop(sv[1], one, arg, max_use);
+	}
+	close(sv[1]);
+	w->pid = pid;
+	w->sock = sv[0];
+	w->conv = -1;
+	w->deadline = 0;
+	w->retiring = 0;
+	return 0;
+}
+
+/* Hand one request to an idle worker, or a new one. */
+static void
+dispatch(struct worker *ws, int *nw, int ctl, const struct record *rec, int conv, int passfd,
+    long long timeout_s, int (*one)(void *), void *arg, int max_use)
+{
+	int i, fds[2] = { conv, passfd };
+
+	for (i = 0; i < *nw && (ws[i].conv >= 0 || ws[i].retiring); i++)
+		;
+	if (i == *nw) {
+		if (spawn_worker(ws, *nw, ctl, conv, passfd, one, arg, max_use) < 0) {
+			log_warnsys("fork");
+			close(conv);	/* the client sees EOF: a temporary failure */
+			close(passfd);
+			return;
+		}
+		(*nw)++;
+	}
+	if (send_fds(ws[i].sock, rec->kind, rec->envlen, fds, 2) < 0) {
+		close(passfd);
+		ws[i].conv = conv;
+		kill(ws[i].pid, SIGKILL);
+		worker_gone(ws, nw, i, EXIT_TEMP);
+		return;
+	}
+	close(passfd);
+	ws[i].conv = conv;
+	ws[i].deadline = timeout_s > 0 ? fs_now_ms() + timeout_s * 1000 : 0;
+}
+
+void
+forkserver_serve_chain(long long timeout_s, int max_use, void (*refresh)(void *),
+    int (*one)(void *), void *arg)
+{
+	static struct worker ws[MAX_CHILDREN];
+	static struct pollfd p[MAX_CHILDREN + 2];
+	int ctl = forkserver_fd(), nw = 0, open_ = 1, i, busy;
 	struct sigaction sa;
 
 	if (ctl < 0)
@@ -510,60 +667,77 @@ forkserver_serve(enum fs_kind kind, long long timeout_s, void (*refresh)(void *)
 	signal(SIGPIPE, SIG_IGN);
 	if (send(ctl, READY, sizeof READY - 1, MSG_NOSIGNAL) < 0)
 		diesys(EXIT_TEMP, "control socket");
-	while (open_ || nch > 0) {
-		struct pollfd p[2] = { { sigchld_pipe[0], POLLIN, 0 }, { ctl, POLLIN, 0 } };
-		long long next = expire(ch, nch);
-		int np = open_ && nch < MAX_CHILDREN ? 2 : 1, conv, passfd, r;
-		struct record rec;
-		char k, junk[64];
-		pid_t pid;
+	for (;;) {
+		long long next = expire(ws, nw);
+		int np = 0, first;
+		char junk[64];
 
+		for (i = busy = 0; i < nw; i++)
+			busy += ws[i].conv >= 0;
+		if (!open_ && busy == 0)
+			break;
+		p[np++] = (struct pollfd){ sigchld_pipe[0], POLLIN, 0 };
+		first = np;
+		for (i = 0; i < nw; i++)
+			p[np++] = (struct pollfd){ ws[i].sock, POLLIN, 0 };
+		if (open_ && busy < MAX_CHILDREN)
+			p[np++] = (struct pollfd){ ctl, POLLIN, 0 };
 		if (poll(p, (nfds_t)np, next < 0 ? -1 : (int)(next > 60000 ? 60000 : next)) < 0 &&
 		    errno != EINTR)
 			diesys(EXIT_TEMP, "poll");
 		while (read(sigchld_pipe[0], junk, sizeof junk) > 0)
 			;
-		reap(ch, &nch);
-		if (np < 2 || !(p[1].revents & (POLLIN | POLLHUP | POLLERR)))
-			continue;
-		if ((r = recv_request(ctl, &rec, &conv, &passfd)) <= 0) {
-			open_ = 0;	/* every client is gone */
-			continue;
+		/* answers first (they free workers), from the last so that
+		 * removing one does not move an unvisited one */
+		for (i = nw - 1; i >= 0; i--) {
+			struct answer a;
+			ssize_t n;
+			if (i + first >= np - (open_ && busy < MAX_CHILDREN) ||
+			    !(p[i + first].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			n = recv(ws[i].sock, &a, sizeof a, MSG_DONTWAIT);
+			if (n == (ssize_t)sizeof a) {
+				report(&ws[i], a.code);
+				ws[i].deadline = 0;
+				ws[i].retiring = a.last;
+				ws[i].idle_since = fs_now_ms();
+			} else if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+				if (ws[i].conv >= 0) {
+					/* busy: it died, or exec'ed the program
+					 * (which closed our socket); its exit
+					 * status is the answer, reap() reports */
+					close(ws[i].sock);
+					ws[i].sock = -1;
+					continue;
+				}
+				worker_gone(ws, &nw, i, EXIT_TEMP);	/* idle: it ended */
+			}
 		}
-		if (r == 2)
-			continue;
-		k = rec.kind;
-		if ((k != FS_CHAIN && k != FS_POLICY) || k != (char)kind ||
-		    (kind == FS_CHAIN && passfd < 0)) {
-			log_warn("request of the wrong kind ignored");
-			close(conv);
-			if (passfd >= 0)
-				close(passfd);
-			continue;
+		reap(ws, &nw);
+		for (i = nw - 1; i >= 0; i--)	/* idle long enough: the pool shrinks */
+			if (ws[i].conv < 0 && !ws[i].retiring &&
+			    fs_now_ms() - ws[i].idle_since > WORKER_IDLE_MS)
+				worker_gone(ws, &nw, i, EXIT_TEMP);
+		if (open_ && busy < MAX_CHILDREN && (p[np - 1].revents & (POLLIN | POLLHUP | POLLERR))) {
+			struct record rec;
+			int conv, passfd, r = recv_request(ctl, &rec, &conv, &passfd);
+			if (r <= 0)
+				open_ = 0;	/* every client is gone */
+			else if (r == 1 && (rec.kind != FS_CHAIN || passfd < 0)) {
+				log_warn("request of the wrong kind ignored");
+				close(conv);
+				if (passfd >= 0)
+					close(passfd);
+			} else if (r == 1) {
+				if (refresh)
+					refresh(arg);
+				dispatch(ws, &nw, ctl, &rec, conv, passfd, timeout_s, one, arg, max_use);
+			}
 		}
-		if (refresh)
-			refresh(arg);
-		if ((pid = fork()) < 0) {
-			log_warnsys("fork");
-			close(conv);	/* the client sees EOF: a temporary failure */
-			if (passfd >= 0)
-				close(passfd);
-			continue;
-		}
-		if (pid == 0) {
-			child_setup(ctl, kind, rec.envlen, conv, passfd);
-			return 0;
-		}
-		if (passfd >= 0)
-			close(passfd);
-		ch[nch].pid = pid;
-		ch[nch].conv = kind == FS_CHAIN ? conv : -1;
-		ch[nch].deadline = kind == FS_CHAIN && timeout_s > 0 ?
-		    fs_now_ms() + timeout_s * 1000 : 0;
-		if (kind != FS_CHAIN)
-			close(conv);
-		nch++;
 	}
+	for (i = 0; i < nw; i++)	/* idle workers see EOF and end */
+		if (ws[i].sock >= 0)
+			close(ws[i].sock);
 	exit(0);
 }
 

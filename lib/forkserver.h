@@ -1,31 +1,32 @@
-/* forkserver: run one of our programs as a long-lived server that forks,
- * without exec, a child per request. On the bench VM an exec costs about
- * 1 ms of CPU and a fork 0.2 ms (doc/PERFORMANCE.md, issue 7); the child
- * also inherits what its parent loaded (settings, tables, compiled rules).
+/* forkserver: run our programs as long-lived servers instead of an exec
+ * per session or message. On the bench VM an exec costs about 1 ms of
+ * CPU and a fork 0.2 ms (doc/PERFORMANCE.md, issue 7); a server loads
+ * its settings, tables and compiled rules once.
  *
  * The starter (smtpd-lite's listener; ruleproc for the program after
  * it) spawns the program with one end of a SOCK_SEQPACKET socketpair as
  * fd 3 and FORKSERVER_FD=3 in its environment. A program that supports
- * it calls forkserver_serve() once it has loaded what children share;
- * the server then sends "ready". A program that does not is taken as
- * "cannot serve" and the starter keeps exec'ing it per request.
+ * it calls forkserver_serve_chain() or forkserver_serve_policy() once it
+ * has loaded what it shares; the server then sends "ready". A program
+ * that does not is taken as "cannot serve" and the starter keeps
+ * exec'ing it.
  *
- * A request is one record on the control socket: a kind byte and, by
- * SCM_RIGHTS, the client's end of a new stream socketpair (the
- * conversation) and for FS_CHAIN the message. The client then writes the
- * request's environment on the conversation: "NAME=VALUE\0"... "\0".
- * Only the envelope names (forkserver.c) are taken, the rest of the
- * child's environment is the server's. The child returns from
- * forkserver_serve() with
- *   FS_POLICY: fd 0 and 1 the conversation (a policy co-process);
- *   FS_CHAIN:  fd 0 the message, fd 2 the conversation (a chain program,
- *              whose last stderr line is its reason).
+ * A request is one record on the control socket: a kind byte, the
+ * length of its environment and, by SCM_RIGHTS, the client's end of a
+ * new stream socketpair (the conversation) and for FS_CHAIN the message.
+ * The client then writes the request's environment on the conversation,
+ * "NAME=VALUE\0" each; only the envelope names (forkserver.c) are taken,
+ * the rest of the environment is the server's.
+ *   FS_POLICY: the conversation carries Postfix policy requests and
+ *              answers, all sessions served by one process;
+ *   FS_CHAIN:  a worker runs the program on it with fd 0 the message and
+ *              fd 2 the conversation (whose last line is its reason).
  * For FS_CHAIN the server writes "\n" FS_STATUS "N\n" on the conversation
- * once the child has ended (N its exit code; 111 if it was killed or ran
+ * when the program is done (N its exit code; 111 if it was killed or ran
  * over the time limit), then closes its end: EOF without that line means
  * a temporary failure, so nothing is ever taken as delivered unless the
- * program itself said so. The server ends when every client end of the
- * control socket is closed, after its children. */
+ * program itself said so. A server ends when every client end of its
+ * control socket is closed, after the requests in progress. */
 #ifndef MX_FORKSERVER_H
 #define MX_FORKSERVER_H
 #include <sys/types.h>
@@ -34,14 +35,26 @@
 #define FS_STATUS "\001exit "
 
 enum fs_kind { FS_POLICY = 'p', FS_CHAIN = 'c' };
+#define FS_MAX_USE 100	/* requests a chain worker serves (as Postfix's max_use) */
 
 /* Our control socket when started as a server, else -1. */
 int forkserver_fd(void);
 
-/* Server: answers "ready", then loops; returns only in a child (0).
- * refresh (may be NULL) runs before each fork: reload what changed.
- * Children of FS_CHAIN are killed after timeout_s seconds. */
-int forkserver_serve(enum fs_kind kind, long long timeout_s, void (*refresh)(void *), void *arg);
+/* Server for a chain program: answers "ready", then hands requests to
+ * a pool of worker processes forked from this one (so they inherit what
+ * it loaded), each running one() for up to max_use requests: one() sees
+ * fd 0 the message, fd 2 the conversation, the request's environment,
+ * and returns the exit code, or the program calls forkserver_exit(code)
+ * from anywhere inside it (a longjmp back: what that request allocated
+ * stays until the worker ends, at most max_use requests later). A worker
+ * that dies or execs during a request: its exit status is the code (a
+ * signal: 111). refresh (may be NULL) runs before each dispatch;
+ * workers over timeout_s seconds are killed (0: no limit). Never returns. */
+void forkserver_serve_chain(long long timeout_s, int max_use, void (*refresh)(void *),
+    int (*one)(void *), void *arg) __attribute__((noreturn));
+
+/* End the current request with code (a worker), else exit(code). */
+void forkserver_exit(int code) __attribute__((noreturn));
 
 /* Server for policy conversations, all in this one process (no fork:
  * a policy answer is a few table look-ups, a process per session cost

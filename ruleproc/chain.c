@@ -20,13 +20,13 @@
 #include "msgio.h"
 #include "ruleproc.h"
 
-static void
+static void __attribute__((noreturn))
 fail(int code, const char *status)
 {
 	/* the last stderr line is the reason smtpd-lite turns into a reply */
 	fprintf(stderr, "%s\n", status);
 	fflush(stderr);
-	exit(code);
+	forkserver_exit(code);
 }
 
 static const char *
@@ -138,21 +138,25 @@ next_via_server(long long timeout_s)
 		log_warnsys("no answer from the %s server", srv.argv[0]);
 		fail(EXIT_TEMP, "4.3.0 ruleproc: the next program did not finish, try again later");
 	}
-	exit(st);
+	forkserver_exit(st);
 }
+
+struct chain_ctx {
+	const struct opts *o;
+	struct settings *set;
+	struct loaded *l;
+	char **argv;		/* the next program */
+};
+
+static int chain_one(void *arg);
 
 int
 chain_mode(const struct opts *o, char **argv)
 {
-	struct settings set;
-	struct loaded l;
-	struct renv e;
-	struct rresult res;
-	struct rmsg m;
-	struct msgsrc src;
+	static struct settings set;
+	static struct loaded l;
+	struct chain_ctx ctx = { o, &set, &l, argv };
 	char err[800];
-	int scanned = 0, i;
-	struct buf rc = BUF_INIT, fo = BUF_INIT, fm = BUF_INIT;
 
 	if (settings_load(&set, o->confdir, err, sizeof err) < 0) {
 		log_warn("%s", err);
@@ -167,14 +171,36 @@ chain_mode(const struct opts *o, char **argv)
 		srv.l = &l;
 		srv.argv = argv;
 		next_start();
-		forkserver_serve(FS_CHAIN, set.timeout_chain, server_refresh, NULL);
-		log_init("ruleproc", getenv("MXID"));
+		forkserver_serve_chain(set.timeout_chain, FS_MAX_USE, server_refresh, chain_one, &ctx);
 	}
+	return chain_one(&ctx);
+}
+
+/* One message: fd 0, the envelope in the environment. Ends by handing
+ * it on (the next program's server, else exec), or fail(). */
+static int
+chain_one(void *arg)
+{
+	const struct chain_ctx *ctx = arg;
+	const struct opts *o = ctx->o;
+	struct loaded *lp = ctx->l;
+	char **argv = ctx->argv;
+	struct renv e;
+	struct rresult res;
+	struct rmsg m;
+	struct msgsrc src;
+	char err[800];
+	int scanned = 0, i;
+	struct buf rc = BUF_INIT, fo = BUF_INIT, fm = BUF_INIT;
+
+	log_init("ruleproc", getenv("MXID"));
+	if (srv.o)	/* a worker: its rules as they are now */
+		rp_refresh(o, lp);
 	memset(&e, 0, sizeof e);
 	e.sender = getenv("SENDER") ? getenv("SENDER") : "";
 	{
 		char *b = rp_bare(e.sender);
-		e.sender = b;	/* kept for the process lifetime */
+		e.sender = b;	/* kept to the end of the request */
 	}
 	e.rcpts = rp_split_rcpts(getenv("RECIPIENTS"), &e.nrcpt);
 	e.client = env("TCPREMOTEIP");
@@ -183,25 +209,25 @@ chain_mode(const struct opts *o, char **argv)
 	e.auth = env("AUTHUSER");
 	rules_when(o->when, &e.wday, &e.minute);
 
-	msgsrc_init(&src, set.spooldir);
-	src.memmax = set.spool_memory;
-	rmsg_init(&m, l.rs.body_limit);
-	if (l.rs.need_headers || l.rs.need_body || l.rs.need_size || l.rs.need_attach) {
-		if (msgsrc_scan(&src, &m, &l.rs, 0) < 0)
+	msgsrc_init(&src, ctx->set->spooldir);
+	src.memmax = ctx->set->spool_memory;
+	rmsg_init(&m, lp->rs.body_limit);
+	if (lp->rs.need_headers || lp->rs.need_body || lp->rs.need_size || lp->rs.need_attach) {
+		if (msgsrc_scan(&src, &m, &lp->rs, 0) < 0)
 			fail(EXIT_TEMP, "4.3.0 ruleproc: cannot read the message");
 		scanned = 1;
 		e.msg = &m;
 	}
-	rules_run(&l.rs, &e, ST_DATA, &res, NULL);
+	rules_run(&lp->rs, &e, ST_DATA, &res, NULL);
 	if (res.v == V_DELIVER && rresult_modifies(&res) && !scanned) {
-		if (msgsrc_scan(&src, &m, &l.rs, 1) < 0)
+		if (msgsrc_scan(&src, &m, &lp->rs, 1) < 0)
 			fail(EXIT_TEMP, "4.3.0 ruleproc: cannot read the message");
 		scanned = 1;
 	}
 	switch (res.v) {
 	case V_REJECT:
 	case V_TEMPFAIL: {
-		const struct rule *r = &l.rs.rules[res.rule];
+		const struct rule *r = &lp->rs.rules[res.rule];
 		log_info("%s rule=\"%s\" line=%d sender=<%s> %d %s %s", res.v == V_REJECT ?
 		    "reject" : "tempfail", r->name, r->line, e.sender, res.code, res.xcode, res.text);
 		snprintf(err, sizeof err, "%s %s", res.xcode, res.text);
@@ -210,9 +236,9 @@ chain_mode(const struct opts *o, char **argv)
 	}
 	case V_DISCARD:
 		log_info("discard rule=\"%s\" sender=<%s> recipients=%d",
-		    res.rule >= 0 ? l.rs.rules[res.rule].name : "(every recipient discarded)",
+		    res.rule >= 0 ? lp->rs.rules[res.rule].name : "(every recipient discarded)",
 		    e.sender, e.nrcpt);
-		exit(0);
+		forkserver_exit(0);
 	case V_DELIVER:
 		break;
 	}
@@ -238,10 +264,10 @@ chain_mode(const struct opts *o, char **argv)
 		    fo.len ? " folders" : "");
 		buf_free(&s);
 	}
-	if (l.fallback)
-		log_warn("filtered with the last good rules (rules.ok): fix %s", l.why);
+	if (lp->fallback)
+		log_warn("filtered with the last good rules (rules.ok): fix %s", lp->why);
 	if (srv.ctl >= 0)
-		next_via_server(set.timeout_chain);
+		next_via_server(ctx->set->timeout_chain);
 	execvp(argv[0], argv);
 	log_warnsys("cannot run %s", argv[0]);
 	fail(EXIT_TEMP, "4.3.0 ruleproc: cannot run the next program");

@@ -1,5 +1,5 @@
 /* Unit tests: lib/forkserver. This binary is both sides: run plainly it
- * starts itself ("serve"/"pserve") as a fork server and sends requests;
+ * starts itself ("serve"/"eserve") as a fork server and sends requests;
  * what each child does depends on the SENDER of its request. */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,9 +22,18 @@ say(const char *k, const char *v)
 	dprintf(2, "%s=%s\n", k, v ? v : "(unset)");
 }
 
-/* a chain child: the message on fd 0, lines on fd 2, the exit code */
+static void __attribute__((noreturn))
+deep(int depth)
+{
+	if (depth == 0)
+		forkserver_exit(42);
+	deep(depth - 1);
+}
+
+/* a chain worker's request: the message on fd 0, lines on fd 2, the
+ * exit code */
 static int
-chain_child(void)
+chain_child(void *arg)
 {
 	const char *what = getenv("SENDER");
 	char b[256];
@@ -37,11 +46,21 @@ chain_child(void)
 		say("LD_PRELOAD", getenv("LD_PRELOAD"));
 		say("FOLDERS", getenv("FOLDERS"));
 		say("MXID", getenv("MXID"));
+		if (getenv("FOLDER"))
+			say("FOLDER", getenv("FOLDER"));
 		n = read(0, b, sizeof b - 1);
 		b[n > 0 ? n : 0] = 0;
 		say("BODY", b);
 		return 7;
 	}
+	if (!strcmp(what, "pid")) {
+		dprintf(2, "%ld\n", (long)getpid());
+		return 0;
+	}
+	if (!strcmp(what, "deep"))
+		deep(10);
+	if (!strcmp(what, "exit5"))
+		exit(5);
 	if (!strcmp(what, "big")) {
 		dprintf(2, "len=%zu\n", strlen(getenv("RECIPIENTS") ? getenv("RECIPIENTS") : ""));
 		return 0;
@@ -55,20 +74,6 @@ chain_child(void)
 		return 100;
 	}
 	return 98;
-}
-
-static int
-policy_child(void)
-{
-	char b[256];
-	ssize_t n = read(0, b, sizeof b), i;
-
-	for (i = 0; i < n; i++)
-		if (b[i] >= 'a' && b[i] <= 'z')
-			b[i] -= 32;
-	if (n > 0 && write(1, b, (size_t)n) != n)
-		return 1;
-	return 0;
 }
 
 /* the event-driven policy server: "action=N LINES" for each request */
@@ -143,7 +148,6 @@ int
 main(int argc, char **argv)
 {
 	char *serve[] = { "/proc/self/exe", "serve", NULL };
-	char *pserve[] = { "/proc/self/exe", "pserve", NULL };
 	char *notserver[] = { "/bin/true", NULL };
 	char *eserve[] = { "/proc/self/exe", "eserve", NULL };
 	char ans[256];
@@ -152,20 +156,15 @@ main(int argc, char **argv)
 	struct buf out = BUF_INIT, big = BUF_INIT;
 	char *bigenv[2];
 	pid_t pid, ppid;
-	int ctl, pctl, st, i, conv;
+	int ctl, st, i;
 	char b[64];
 
 	if (argc > 1 && !strcmp(argv[1], "serve")) {
-		forkserver_serve(FS_CHAIN, 2, NULL, NULL);
-		return chain_child();
+		forkserver_serve_chain(2, FS_MAX_USE, NULL, chain_child, NULL);
 	}
 	if (argc > 1 && !strcmp(argv[1], "eserve")) {
 		forkserver_serve_policy(event_answer, 1000, NULL, NULL);
 		return 1;	/* not reached */
-	}
-	if (argc > 1 && !strcmp(argv[1], "pserve")) {
-		forkserver_serve(FS_POLICY, 0, NULL, NULL);
-		return policy_child();
 	}
 	signal(SIGPIPE, SIG_IGN);
 	setenv("FOLDERS", "from-the-server's-own-environment", 1);
@@ -198,24 +197,38 @@ main(int argc, char **argv)
 	    out.s ? out.s : "");
 	free(bigenv[0]);
 
-	for (i = 0; i < 20; i++)
-		if (call(ctl, "echo", extra, &out) != 7)
-			break;
-	CHECK(i == 20, "20 requests in a row");
+	/* workers: reused, each request with its own environment */
+	{
+		char *f1[] = { "FOLDER=first", NULL };
+		char first[256] = "", pid1[32] = "", pid2[32] = "";
+		int distinct = 0;
 
-	/* the policy kind: the conversation is the child's stdin and stdout */
-	pctl = forkserver_start(pserve, environ, &ppid);
-	CHECK(pctl >= 0, "policy server ready");
-	conv = pctl >= 0 ? forkserver_request(pctl, FS_POLICY, -1, NULL, fs_now_ms() + 5000) : -1;
-	memset(b, 0, sizeof b);
-	if (conv >= 0 && write(conv, "request=x\n", 10) == 10)
-		(void)!read(conv, b, sizeof b - 1);
-	CHECK_STR(b, "REQUEST=X\n", "policy child answers on the conversation");
-	if (conv >= 0)
-		close(conv);
-	/* a chain request to a policy server is refused: EOF, no status */
-	st = call(pctl, "echo", NULL, &out);
-	CHECK(st == -1, "a request of the wrong kind gets no answer (got %d)", st);
+		call(ctl, "echo", f1, &out);
+		snprintf(first, sizeof first, "%s", out.s ? out.s : "");
+		st = call(ctl, "echo", NULL, &out);
+		CHECK(st == 7 && strstr(first, "FOLDER=first") && !strstr(out.s, "FOLDER="),
+		    "what a request set is gone for the next one in the same worker");
+		call(ctl, "pid", NULL, &out);
+		snprintf(pid1, sizeof pid1, "%s", out.s ? out.s : "");
+		st = call(ctl, "deep", NULL, &out);
+		CHECK(st == 42, "forkserver_exit() deep inside ends the request with its code (got %d)", st);
+		call(ctl, "pid", NULL, &out);
+		snprintf(pid2, sizeof pid2, "%s", out.s ? out.s : "");
+		CHECK(pid1[0] && !strcmp(pid1, pid2), "the same worker serves on after forkserver_exit (%s %s)",
+		    pid1, pid2);
+		st = call(ctl, "exit5", NULL, &out);
+		CHECK(st == 5, "a worker that exits during a request: its exit status is the code (got %d)", st);
+		for (i = 0; i < FS_MAX_USE + 10; i++) {
+			if (call(ctl, "pid", NULL, &out) != 0)
+				break;
+			if (strcmp(out.s, pid2))
+				distinct++;
+			snprintf(pid2, sizeof pid2, "%s", out.s);
+		}
+		CHECK(i == FS_MAX_USE + 10, "%d requests in a row", FS_MAX_USE + 10);
+		CHECK(distinct >= 1 && distinct <= 3, "a worker is replaced after %d requests (%d changes)",
+		    FS_MAX_USE, distinct);
+	}
 
 	/* one process, many conversations */
 	ectl = forkserver_start(eserve, environ, &pid);
@@ -249,6 +262,9 @@ main(int argc, char **argv)
 	ask(c2, NULL, ans, sizeof ans);
 	CHECK_STR(ans, "", "a request over the size limit (1000): closed, no answer");
 	close(c2);
+	/* a chain request to a policy server: closed, no status */
+	st = call(ectl, "echo", NULL, &out);
+	CHECK(st == -1 || st == -3, "a request of the wrong kind gets no answer (got %d)", st);
 	close(ectl);
 
 	i = forkserver_start(notserver, environ, &ppid);
@@ -256,7 +272,6 @@ main(int argc, char **argv)
 
 	/* the servers end when the last client end is closed */
 	close(ctl);
-	close(pctl);
 	for (i = 0; i < 50; i++) {
 		if (waitpid(-1, &st, WNOHANG) < 0 && errno == ECHILD)
 			break;

@@ -221,7 +221,7 @@ main(int argc, char **argv)
 	 * envelope set by the request; settings and tables are read per
 	 * message as always */
 	if (forkserver_fd() >= 0)
-		forkserver_serve_chain(0, FS_MAX_USE, NULL, deliver_one, &o);
+		forkserver_serve_workers(FS_CHAIN, 0, FS_MAX_USE, NULL, deliver_one, &o);
 	return deliver_one(&o);
 }
 

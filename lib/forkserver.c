@@ -31,7 +31,7 @@ static const struct envname {
 	ENVNAME("TCPREMOTEHOST"), ENVNAME("TCPREMOTEPORT"), ENVNAME("TCPLOCALIP"),
 	ENVNAME("TCPLOCALPORT"), ENVNAME("RELAYCLIENT"), ENVNAME("PROTO"), ENVNAME("AUTH_USER"),
 	ENVNAME("AUTH_METHOD"), ENVNAME("TLS_PROTOCOL"), ENVNAME("TLS_CIPHER"),
-	ENVNAME("TLS_CIPHER_BITS"), { NULL, 0 }
+	ENVNAME("TLS_CIPHER_BITS"), ENVNAME("SMTPD_IMPLICIT_TLS"), { NULL, 0 }
 };
 #define ENV_MAX (1 << 20)	/* bytes of environment in one request */
 #define MAX_CHILDREN 1024	/* beyond: requests wait in the socket */
@@ -467,12 +467,14 @@ forkserver_exit(int code)
 	longjmp(wk.jb, 1);
 }
 
-/* The request's descriptors as an exec'ed chain program has them:
- * fd 0 the message, fd 2 the conversation. */
+/* The request's descriptors as an exec'ed program has them: a chain
+ * program fd 0 the message and fd 2 the conversation; a session fd 0
+ * and 1 the client's socket (the conversation only carries the end). */
 static int
-worker_setup(int conv, int passfd, size_t envlen)
+worker_setup(enum fs_kind kind, int conv, int passfd, size_t envlen)
 {
-	int rc = read_env(conv, envlen) == 0 && dup2(passfd, 0) >= 0 && dup2(conv, 2) >= 0 ? 0 : -1;
+	int rc = read_env(conv, envlen) == 0 && dup2(passfd, 0) >= 0 &&
+	    dup2(kind == FS_SESSION ? passfd : conv, kind == FS_SESSION ? 1 : 2) >= 0 ? 0 : -1;
 
 	close(conv);
 	close(passfd);
@@ -480,7 +482,7 @@ worker_setup(int conv, int passfd, size_t envlen)
 }
 
 static void __attribute__((noreturn))
-worker_loop(int sock, int (*one)(void *), void *arg, int max_use)
+worker_loop(enum fs_kind kind, int sock, int (*one)(void *), void *arg, int max_use)
 {
 	int uses, logfd = fcntl(2, F_DUPFD_CLOEXEC, 3), null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
@@ -497,7 +499,7 @@ worker_loop(int sock, int (*one)(void *), void *arg, int max_use)
 			break;
 		if (r == 2)
 			continue;
-		if (passfd < 0 || worker_setup(conv, passfd, rec.envlen) < 0)
+		if (passfd < 0 || worker_setup(kind, conv, passfd, rec.envlen) < 0)
 			code = EXIT_TEMP;
 		else if (setjmp(wk.jb) == 0) {
 			wk.in_request = 1;
@@ -510,6 +512,8 @@ worker_loop(int sock, int (*one)(void *), void *arg, int max_use)
 		/* our copies of the conversation closed: the client's EOF
 		 * comes with the parent's status line */
 		(void)dup2(null, 0);
+		if (kind == FS_SESSION)
+			(void)dup2(null, 1);
 		(void)dup2(logfd, 2);
 		a.code = code;
 		a.last = uses + 1 == max_use;
@@ -587,8 +591,8 @@ expire(struct worker *ws, int nw)
  * others (their sockets, conversations, the request in hand): a copy
  * of a conversation would keep its client from ever seeing EOF. */
 static int
-spawn_worker(struct worker *ws, int nw, int ctl, int conv, int passfd, int (*one)(void *),
-    void *arg, int max_use)
+spawn_worker(enum fs_kind kind, struct worker *ws, int nw, int ctl, int conv, int passfd,
+    int (*one)(void *), void *arg, int max_use)
 {
 	struct worker *w = &ws[nw];
 	int sv[2], i;
@@ -616,7 +620,7 @@ spawn_worker(struct worker *ws, int nw, int ctl, int conv, int passfd, int (*one
 		close(sigchld_pipe[1]);
 		signal(SIGCHLD, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
-		worker_loop(sv[1], one, arg, max_use);
+		worker_loop(kind, sv[1], one, arg, max_use);
 	}
 	close(sv[1]);
 	w->pid = pid;
@@ -637,7 +641,8 @@ dispatch(struct worker *ws, int *nw, int ctl, const struct record *rec, int conv
 	for (i = 0; i < *nw && (ws[i].conv >= 0 || ws[i].retiring); i++)
 		;
 	if (i == *nw) {
-		if (spawn_worker(ws, *nw, ctl, conv, passfd, one, arg, max_use) < 0) {
+		if (spawn_worker((enum fs_kind)rec->kind, ws, *nw, ctl, conv, passfd, one, arg,
+		    max_use) < 0) {
 			log_warnsys("fork");
 			close(conv);	/* the client sees EOF: a temporary failure */
 			close(passfd);
@@ -658,8 +663,8 @@ dispatch(struct worker *ws, int *nw, int ctl, const struct record *rec, int conv
 }
 
 void
-forkserver_serve_chain(long long timeout_s, int max_use, void (*refresh)(void *),
-    int (*one)(void *), void *arg)
+forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
+    void (*refresh)(void *), int (*one)(void *), void *arg)
 {
 	static struct worker ws[MAX_CHILDREN];
 	static struct pollfd p[MAX_CHILDREN + 2];
@@ -735,7 +740,7 @@ forkserver_serve_chain(long long timeout_s, int max_use, void (*refresh)(void *)
 			int conv, passfd, r = recv_request(ctl, &rec, &conv, &passfd);
 			if (r <= 0)
 				open_ = 0;	/* every client is gone */
-			else if (r == 1 && (rec.kind != FS_CHAIN || passfd < 0)) {
+			else if (r == 1 && (rec.kind != (char)kind || passfd < 0)) {
 				log_warn("request of the wrong kind ignored");
 				close(conv);
 				if (passfd >= 0)

@@ -6,7 +6,7 @@
  * The starter (smtpd-lite's listener; ruleproc for the program after
  * it) spawns the program with one end of a SOCK_SEQPACKET socketpair as
  * fd 3 and FORKSERVER_FD=3 in its environment. A program that supports
- * it calls forkserver_serve_chain() or forkserver_serve_policy() once it
+ * it calls forkserver_serve_workers() or forkserver_serve_policy() once it
  * has loaded what it shares; the server then sends "ready". A program
  * that does not is taken as "cannot serve" and the starter keeps
  * exec'ing it.
@@ -34,24 +34,27 @@
 #define FORKSERVER_ENV "FORKSERVER_FD"
 #define FS_STATUS "\001exit "
 
-enum fs_kind { FS_POLICY = 'p', FS_CHAIN = 'c' };
+enum fs_kind { FS_POLICY = 'p', FS_CHAIN = 'c', FS_SESSION = 's' };
 #define FS_MAX_USE 100	/* requests a chain worker serves (as Postfix's max_use) */
 
 /* Our control socket when started as a server, else -1. */
 int forkserver_fd(void);
 
-/* Server for a chain program: answers "ready", then hands requests to
- * a pool of worker processes forked from this one (so they inherit what
- * it loaded), each running one() for up to max_use requests: one() sees
- * fd 0 the message, fd 2 the conversation, the request's environment,
- * and returns the exit code, or the program calls forkserver_exit(code)
- * from anywhere inside it (a longjmp back: what that request allocated
- * stays until the worker ends, at most max_use requests later). A worker
- * that dies or execs during a request: its exit status is the code (a
- * signal: 111). refresh (may be NULL) runs before each dispatch;
- * workers over timeout_s seconds are killed (0: no limit). Never returns. */
-void forkserver_serve_chain(long long timeout_s, int max_use, void (*refresh)(void *),
-    int (*one)(void *), void *arg) __attribute__((noreturn));
+/* Server for a chain program (FS_CHAIN) or SMTP sessions (FS_SESSION):
+ * answers "ready", then hands requests to a pool of worker processes
+ * forked from this one (so they inherit what it loaded), each running
+ * one() for up to max_use requests. one() sees the request's
+ * environment and, for FS_CHAIN, fd 0 the message and fd 2 the
+ * conversation; for FS_SESSION fd 0 and 1 the client's socket (fd 2
+ * stays the server's log). It returns the exit code, or the program
+ * calls forkserver_exit(code) from anywhere inside it (a longjmp back:
+ * what that request allocated stays until the worker ends, at most
+ * max_use requests later). A worker that dies or execs during a
+ * request: its exit status is the code (a signal: 111). refresh (may be
+ * NULL) runs before each dispatch; workers over timeout_s seconds are
+ * killed (0: no limit). Never returns. */
+void forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
+    void (*refresh)(void *), int (*one)(void *), void *arg) __attribute__((noreturn));
 
 /* End the current request with code (a worker), else exit(code). */
 void forkserver_exit(int code) __attribute__((noreturn));

@@ -171,7 +171,8 @@ chain_mode(const struct opts *o, char **argv)
 		srv.l = &l;
 		srv.argv = argv;
 		next_start();
-		forkserver_serve_chain(set.timeout_chain, FS_MAX_USE, server_refresh, chain_one, &ctx);
+		forkserver_serve_workers(FS_CHAIN, set.timeout_chain, FS_MAX_USE, server_refresh, chain_one,
+		    &ctx);
 	}
 	return chain_one(&ctx);
 }

@@ -23,6 +23,7 @@
 
 #include <openssl/ssl.h>
 
+#include "forkserver.h"
 #include "log.h"
 #include "smtpd.h"
 
@@ -178,7 +179,7 @@ io_put(const char *s, size_t n)
 		if (k == 0) {
 			if (io_flush() < 0) {
 				log_warnsys("write to client failed");
-				exit(0);
+				forkserver_exit(0);
 			}
 			continue;
 		}

@@ -9,6 +9,7 @@
  * sessions in progress finish on their own. A -L listener's sessions
  * start with the TLS handshake (implicit TLS, port 465). */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
@@ -22,16 +23,31 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
+#include "buf.h"
 #include "ipaddr.h"
+#include "forkserver.h"
 #include "log.h"
 #include "smtpd.h"
 
 #define MAXL 8
 
+extern char **environ;
+
 struct slot {
-	pid_t pid;
+	pid_t pid;		/* a forked session; -1 one in the session server */
+	int conv;		/* the session server's: its end tells us the end */
 	char ip[64];
 };
+
+/* The session server (fork_servers): a smtpd-lite of ours whose reused
+ * workers run the sessions (lib/forkserver.h); -1 when not running:
+ * then sessions are forked here as always. */
+static struct {
+	char **argv;		/* NULL: not wanted */
+	int ctl;
+	pid_t pid;
+	long long started;	/* ms */
+} sess = { NULL, -1, 0, 0 };
 
 static struct slot *slots;
 static long long nslots, active;
@@ -96,6 +112,12 @@ reap(void)
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
 		if (servers_reaped(pid, st))
 			continue;
+		if (sess.ctl >= 0 && pid == sess.pid) {
+			log_warn("fork server sessions (pid %ld) ended, status %d", (long)pid, st);
+			close(sess.ctl);
+			sess.ctl = -1;
+			continue;
+		}
 		if (WIFSIGNALED(st))
 			log_warn("session pid %ld killed by signal %d", (long)pid, WTERMSIG(st));
 		else if (WIFEXITED(st) && WEXITSTATUS(st) != 0)
@@ -134,48 +156,124 @@ refuse(int fd, const struct settings *s, const char *ip, const char *why)
 	close(fd);
 }
 
-/* tcp-environ(5) for the child */
+/* tcp-environ(5) of a connection */
+struct tcpenv {
+	char ip[64], port[16], lip[64], lport[16];
+};
+
 static void
-child_env(const struct sockaddr_storage *peer, int fd)
+tcp_env(const struct sockaddr_storage *peer, int fd, struct tcpenv *t)
 {
 	struct sockaddr_storage me;
 	socklen_t ml = sizeof me;
-	char ip[64], port[16], lip[64], lport[16];
 	struct ipaddr a;
 	char tmp[INET6_ADDRSTRLEN];
 
-	ip[0] = port[0] = lip[0] = lport[0] = 0;
+	memset(t, 0, sizeof *t);
 	if (peer->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *s6 = (const void *)peer;
 		inet_ntop(AF_INET6, &s6->sin6_addr, tmp, sizeof tmp);
-		snprintf(port, sizeof port, "%u", ntohs(s6->sin6_port));
+		snprintf(t->port, sizeof t->port, "%u", ntohs(s6->sin6_port));
 	} else {
 		const struct sockaddr_in *s4 = (const void *)peer;
 		inet_ntop(AF_INET, &s4->sin_addr, tmp, sizeof tmp);
-		snprintf(port, sizeof port, "%u", ntohs(s4->sin_port));
+		snprintf(t->port, sizeof t->port, "%u", ntohs(s4->sin_port));
 	}
 	if (ip_parse(tmp, &a) == 0)
-		ip_format(&a, ip, sizeof ip);
+		ip_format(&a, t->ip, sizeof t->ip);
 	if (getsockname(fd, (struct sockaddr *)&me, &ml) == 0) {
 		if (me.ss_family == AF_INET6) {
 			const struct sockaddr_in6 *s6 = (const void *)&me;
 			inet_ntop(AF_INET6, &s6->sin6_addr, tmp, sizeof tmp);
-			snprintf(lport, sizeof lport, "%u", ntohs(s6->sin6_port));
+			snprintf(t->lport, sizeof t->lport, "%u", ntohs(s6->sin6_port));
 		} else {
 			const struct sockaddr_in *s4 = (const void *)&me;
 			inet_ntop(AF_INET, &s4->sin_addr, tmp, sizeof tmp);
-			snprintf(lport, sizeof lport, "%u", ntohs(s4->sin_port));
+			snprintf(t->lport, sizeof t->lport, "%u", ntohs(s4->sin_port));
 		}
 		if (ip_parse(tmp, &a) == 0)
-			ip_format(&a, lip, sizeof lip);
+			ip_format(&a, t->lip, sizeof t->lip);
 	}
-	if (setenv("PROTO", "TCP", 1) || setenv("TCPREMOTEIP", ip, 1) ||
-	    setenv("TCPREMOTEPORT", port, 1) || setenv("TCPLOCALIP", lip, 1) ||
-	    setenv("TCPLOCALPORT", lport, 1))
+}
+
+/* ... for a forked child */
+static void
+child_env(const struct sockaddr_storage *peer, int fd)
+{
+	struct tcpenv t;
+
+	tcp_env(peer, fd, &t);
+	if (setenv("PROTO", "TCP", 1) || setenv("TCPREMOTEIP", t.ip, 1) ||
+	    setenv("TCPREMOTEPORT", t.port, 1) || setenv("TCPLOCALIP", t.lip, 1) ||
+	    setenv("TCPLOCALPORT", t.lport, 1))
 		diesys(EXIT_TEMP, "setenv");
 	unsetenv("TCPREMOTEHOST");
 	unsetenv("TCPREMOTEINFO");
 	unsetenv("TCPLOCALHOST");
+}
+
+/* ... for the session server: the same names (TCPREMOTEHOST unset: it
+ * unsets every name a request does not give) */
+static int
+session_request(int fd, const struct sockaddr_storage *peer, int tls)
+{
+	struct tcpenv t;
+	char e[5][100], *env[7];
+	int n = 0;
+
+	tcp_env(peer, fd, &t);
+	snprintf(e[0], sizeof e[0], "TCPREMOTEIP=%s", t.ip);
+	snprintf(e[1], sizeof e[1], "TCPREMOTEPORT=%s", t.port);
+	snprintf(e[2], sizeof e[2], "TCPLOCALIP=%s", t.lip);
+	snprintf(e[3], sizeof e[3], "TCPLOCALPORT=%s", t.lport);
+	snprintf(e[4], sizeof e[4], "PROTO=TCP");
+	for (n = 0; n < 5; n++)
+		env[n] = e[n];
+	if (tls)
+		env[n++] = "SMTPD_IMPLICIT_TLS=1";
+	env[n] = NULL;
+	return forkserver_request(sess.ctl, FS_SESSION, fd, env, now_ms() + 1000);
+}
+
+static void
+session_server_start(void)
+{
+	sess.started = now_ms();
+	sess.ctl = forkserver_start(sess.argv, environ, &sess.pid);
+	if (sess.ctl >= 0)
+		log_info("fork server sessions started, pid %ld", (long)sess.pid);
+	else
+		log_warn("fork server sessions did not start: a process per session");
+}
+
+/* smtpd-lite of ours, the options the sessions need, the chain */
+static char **
+session_argv(const struct settings *s, char **chain)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	size_t nc = 0, k = 0;
+	char **av;
+
+	if (n <= 0)
+		return NULL;
+	self[n] = 0;
+	while (chain[nc])
+		nc++;
+	av = xcalloc(nc + 8, sizeof *av);
+	av[k++] = xstrdup(self);
+	av[k++] = xstrdup("-c");
+	av[k++] = xstrdup(s->confdir);
+	if (opt_submission)
+		av[k++] = xstrdup("-m");
+	if (log_verbose == 0)
+		av[k++] = xstrdup("-q");
+	else if (log_verbose > 1)
+		av[k++] = xstrdup("-v");
+	av[k++] = xstrdup("--");
+	for (nc = 0; chain[nc]; nc++)
+		av[k++] = xstrdup(chain[nc]);
+	return av;
 }
 
 static void
@@ -190,6 +288,13 @@ start_child(const struct settings *s, int *lfd, int nl, int fd,
 		;
 	if (i == nslots) {
 		refuse(fd, s, ip, "too many connections");
+		return;
+	}
+	if (sess.ctl >= 0 && (slots[i].conv = session_request(fd, peer, tls)) >= 0) {
+		close(fd);
+		slots[i].pid = -1;
+		snprintf(slots[i].ip, sizeof slots[i].ip, "%s", ip);
+		active++;
 		return;
 	}
 	if ((pid = fork()) < 0) {
@@ -213,8 +318,19 @@ start_child(const struct settings *s, int *lfd, int nl, int fd,
 	}
 	close(fd);
 	slots[i].pid = pid;
+	slots[i].conv = -1;
 	snprintf(slots[i].ip, sizeof slots[i].ip, "%s", ip);
 	active++;
+}
+
+/* A session in the session server has ended (its conversation closed). */
+static void
+session_ended(long long i)
+{
+	close(slots[i].conv);
+	slots[i].conv = -1;
+	slots[i].pid = 0;
+	active--;
 }
 
 static void
@@ -269,8 +385,9 @@ setup_signals(void)
 void
 listen_run(const struct settings *s, char **addrs, const int *tls, int naddrs, char **chain)
 {
-	struct pollfd p[MAXL + 1];
-	int lfd[MAXL], i;
+	struct pollfd *p;
+	long long *pslot, k;
+	int lfd[MAXL], i, np;
 
 	if (naddrs > MAXL)
 		naddrs = MAXL;
@@ -281,8 +398,17 @@ listen_run(const struct settings *s, char **addrs, const int *tls, int naddrs, c
 		tls_preinit();
 	nslots = s->max_connections;
 	slots = xcalloc((size_t)nslots, sizeof *slots);
+	p = xcalloc((size_t)nslots + MAXL + 1, sizeof *p);
+	pslot = xcalloc((size_t)nslots, sizeof *pslot);
 	setup_signals();
-	servers_start(s, chain);
+	/* the sessions in a server of reused workers, which starts the
+	 * policy and chain servers; else here, and a fork per session */
+	if (s->fork_servers && (sess.argv = session_argv(s, chain)))
+		session_server_start();
+	if (sess.ctl < 0) {
+		sess.argv = NULL;
+		servers_start(s, chain);
+	}
 	for (i = 0; i < naddrs; i++)
 		log_info("listening on %s%s%s max_connections=%lld max_per_ip=%lld",
 		    addrs[i], tls[i] ? " (implicit TLS)" : "",
@@ -291,7 +417,13 @@ listen_run(const struct settings *s, char **addrs, const int *tls, int naddrs, c
 		for (i = 0; i < naddrs; i++)
 			p[i] = (struct pollfd){ lfd[i], POLLIN, 0 };
 		p[naddrs] = (struct pollfd){ sigpipe_[0], POLLIN, 0 };
-		if (poll(p, (nfds_t)naddrs + 1, -1) < 0 && errno != EINTR)
+		np = naddrs + 1;
+		for (k = 0; k < nslots; k++)
+			if (slots[k].pid == -1) {
+				pslot[np - naddrs - 1] = k;
+				p[np++] = (struct pollfd){ slots[k].conv, POLLIN, 0 };
+			}
+		if (poll(p, (nfds_t)np, -1) < 0 && errno != EINTR)
 			diesys(EXIT_TEMP, "poll");
 		if (p[naddrs].revents & POLLIN) {
 			char b[64];
@@ -299,6 +431,11 @@ listen_run(const struct settings *s, char **addrs, const int *tls, int naddrs, c
 				;
 			reap();
 		}
+		for (i = naddrs + 1; i < np; i++)
+			if (p[i].revents & (POLLIN | POLLHUP | POLLERR))
+				session_ended(pslot[i - naddrs - 1]);
+		if (sess.argv && sess.ctl < 0 && now_ms() - sess.started >= 1000)
+			session_server_start();
 		servers_tick();
 		for (i = 0; i < naddrs && !got_term; i++)
 			if (p[i].revents & POLLIN)

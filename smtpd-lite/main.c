@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 
 #include "ipaddr.h"
+#include "forkserver.h"
 #include "log.h"
 #include "smtpd.h"
 
@@ -156,19 +157,58 @@ client_from_env(struct client *c)
 	(void)setenv("TCPREMOTEIP", c->ip, 1);
 }
 
-/* Serve the connection on fd 0/1 (called directly or in a listener's
- * child). Never returns. */
+/* Serve the connection on fd 0/1 (called directly, in a listener's
+ * child, or in a session worker). Never returns: the session ends with
+ * forkserver_exit() (exit, or back to the worker's loop). */
 void
 serve_one(const struct settings *s, char **chain)
 {
-	struct client c;
+	static struct client c;
 
 	drop_privileges(s);
 	signal(SIGPIPE, SIG_IGN);
 	client_from_env(&c);
 	policy_init(s, smtpd_bindir(s), c.ip, c.host, c.localip, c.localport, c.port);
 	session_run(s, &c, chain);
-	exit(0);
+	forkserver_exit(0);
+}
+
+/* The session server (started by a listener, lib/forkserver.h): the
+ * listener hands it each accepted connection; a worker runs the session
+ * as a forked child would, and serves the next one after it. */
+struct session_ctx {
+	const struct settings *s;
+	char **chain;
+};
+
+static int
+session_one(void *arg)
+{
+	const struct session_ctx *x = arg;
+
+	opt_implicit_tls = getenv("SMTPD_IMPLICIT_TLS") != NULL;
+	serve_one(x->s, x->chain);
+	return 0;
+}
+
+static void
+session_refresh(void *arg)
+{
+	(void)arg;
+	servers_check();
+}
+
+static void __attribute__((noreturn))
+session_server(const struct settings *s, char **chain)
+{
+	static struct session_ctx x;
+
+	x.s = s;
+	x.chain = chain;
+	if (tls_configured(s))
+		tls_preinit();
+	servers_start(s, chain);	/* the policy and chain servers, for every worker */
+	forkserver_serve_workers(FS_SESSION, 0, FS_MAX_USE, session_refresh, session_one, &x);
 }
 
 int
@@ -292,6 +332,8 @@ main(int argc, char **argv)
 		log_warn("-m: submission without %s/auth.cdb: nobody can send", s.confdir);
 	if (nlisten)
 		listen_run(&s, listen, ltls, nlisten, chain_argv(&s, argc, argv));
+	if (forkserver_fd() >= 0)
+		session_server(&s, chain_argv(&s, argc, argv));
 	serve_one(&s, chain_argv(&s, argc, argv));
 	return 0;
 }

@@ -533,6 +533,10 @@ milter_connect(const struct settings *s, const struct client *c, const char *id,
 	int i;
 
 	memset(r, 0, sizeof *r);
+	/* a session worker's earlier session left nothing behind */
+	nms = 0;
+	fail_reply[0] = 0;
+	quarantined = 0;
 	if (!s->nmilter)
 		return;
 	S = s;
@@ -725,6 +729,8 @@ milter_quit(void)
 		ms[i].fd = -1;
 	}
 	nms = 0;
+	fail_reply[0] = 0;
+	quarantined = 0;
 }
 
 /* ---- the message ---- */

@@ -155,6 +155,15 @@ policy_init(const struct settings *s, const char *bindir, const char *ip,
 {
 	int i;
 
+	/* a session worker serves one session after another: nothing of
+	 * the last one's services, TLS or AUTH may reach this one's requests */
+	for (i = 0; i < nsvc; i++) {
+		free_words(svcs[i].argv);
+		free(svcs[i].where);
+	}
+	nsvc = 0;
+	t_proto[0] = t_cipher[0] = t_bits[0] = 0;
+	a_method[0] = a_user[0] = 0;
 	tmo_ms = s->timeout_policy * 1000;
 	snprintf(c_ip, sizeof c_ip, "%s", ip);
 	snprintf(c_name, sizeof c_name, "%s", name);

@@ -7,6 +7,7 @@
  * second; meanwhile, and for a chain that cannot serve, sessions exec
  * the programs as they do under tcpserver. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,22 @@ servers_reaped(pid_t pid, int status)
 			return 1;
 		}
 	return 0;
+}
+
+/* In the session server, whose worker pool reaps every child: which of
+ * ours are gone (then started again by servers_tick). */
+void
+servers_check(void)
+{
+	int i;
+
+	for (i = 0; i < NSRV; i++)
+		if (srv[i].ctl >= 0 && kill(srv[i].pid, 0) < 0 && errno == ESRCH) {
+			log_warn("fork server %s (pid %ld) ended", srv[i].name, (long)srv[i].pid);
+			close(srv[i].ctl);
+			srv[i].ctl = -1;
+		}
+	servers_tick();
 }
 
 void

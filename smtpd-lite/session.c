@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "fdio.h"
+#include "forkserver.h"
 #include "log.h"
 #include "smtpd.h"
 #include "spool.h"
@@ -94,7 +95,7 @@ finish(struct sess *ss, const char *why)
 	milter_quit();
 	log_info("disconnect ip=%s %s messages=%lld recipients=%lld errors=%lld",
 	    ss->c->ip, why, ss->nmsg, ss->nrcpt_total, ss->errors);
-	exit(0);
+	forkserver_exit(0);
 }
 
 static void

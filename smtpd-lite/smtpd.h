@@ -189,6 +189,7 @@ int smtpd_have_rules(const struct settings *s);	/* CONFDIR/rules exists */
 /* servers.c: the listener's fork servers (lib/forkserver.h) */
 void servers_start(const struct settings *s, char **chain);
 void servers_tick(void);			/* start again the ones that died */
+void servers_check(void);			/* the same, without their exit status */
 int servers_reaped(pid_t pid, int status);	/* 1: it was one of them */
 int servers_policy_ctl(const char *prog);	/* "relaycheck"/"ruleproc": -1 none */
 int servers_chain_ctl(void);			/* -1 none: exec the chain */

@@ -74,8 +74,9 @@ is "$(nmail alice)" 2 "... delivered to alice"
 # ---- 2. no exec per session or message ----
 if command -v strace >/dev/null; then
 	dl=$(delivpid $ch)
-	strace -f -qq -e trace=execve,clone,clone3,fork,vfork -o "$T/strace" \
-	    -p $lpid -p $rc -p $rp -p $ch -p $dl 2>"$T/strace.err" & st=$!
+	ss=$(srvpid sessions)
+	strace -f -qq -e trace=execve,accept,accept4 -o "$T/strace" \
+	    -p $lpid -p $ss -p $rc -p $rp -p $ch -p $dl 2>"$T/strace.err" & st=$!
 	bg_pid $st
 	sleep 1
 	if alive $st; then
@@ -85,9 +86,9 @@ if command -v strace >/dev/null; then
 		kill -INT $st; wait $st 2>/dev/null
 		is "$(grep -c '^250 250 250 ' "$T/strace.out")" 3 "3 messages accepted while traced"
 		is "$(nmail alice)" $((before + 3)) "... and delivered"
-		forks=$(grep -Ec 'clone|fork' "$T/strace")
-		ok "strace saw the forks (one session per message, the first chain workers: >= 3)" test "$forks" -ge 3
-		is "$(grep -c 'execve' "$T/strace")" 0 "no execve in the listener, its sessions or the servers for 3 messages"
+		accepts=$(grep -Ec 'accept' "$T/strace")
+		ok "strace is attached: it saw the listener accept the 3 connections" test "$accepts" -ge 3
+		is "$(grep -c 'execve' "$T/strace")" 0 "no execve in the listener, the session server, its sessions or the other servers for 3 messages"
 		grep execve "$T/strace" | head -5 | sed 's/^/#   /'
 	else
 		skip "strace cannot attach here: $(head -n 1 "$T/strace.err")"
@@ -150,7 +151,7 @@ like "$(send bob@remote.test x@elsewhere.test)" '^250 5[0-9][0-9] - ' "relaychec
 n=$(nmail bob)
 like "$(send carol@remote.test bob@example.com)" '^250 250 250 ' "relaycheck server killed: a message is still accepted"
 is "$(nmail bob)" $((n + 1)) "... and delivered"
-ok "the listener logs that the server ended" waitfor 20 logged "fork server relaycheck (pid $rc) ended, status"
+ok "the death of the server is logged" waitfor 20 logged "fork server relaycheck (pid $rc) ended"
 sleep 1.1
 send bob@remote.test x@elsewhere.test >/dev/null
 waitfor 20 test "$(nstarted relaycheck)" -ge 2
@@ -240,9 +241,43 @@ echo "fork_servers no" >>"$T/conf/settings"
 : >"$T/log"
 start_listener
 nok "fork_servers no: no fork server line" grep -q 'fork server' "$T/log"
-is "$(pgrep -P $lpid | wc -l | tr -d ' ')" 0 "fork_servers no: the listener has no child while idle"
+nochild() { [ "$(pgrep -P $lpid | wc -l | tr -d ' ')" = 0 ]; }
+ok "fork_servers no: the listener has no child while idle" waitfor 50 nochild	# (start_listener's probe session ends first)
 n=$(nmail alice)
 like "$(send bob@remote.test alice@example.com)" '^250 250 250 ' "fork_servers no: 250"
 is "$(nmail alice)" $((n + 1)) "fork_servers no: delivered"
 like "$(send bob@remote.test x@elsewhere.test)" '^250 5[0-9][0-9] - ' "fork_servers no: relay refused"
+stop_listener
+
+# ---- 11. session workers are reused: nothing of a session reaches the next ----
+# An authenticated session may relay; the next sessions, served by the
+# same reused worker processes, must not (never an open relay).
+cp "$T/settings.orig" "$T/conf/settings"
+echo "auth_loopback_plaintext yes" >>"$T/conf/settings"
+echo 'reuse secret' | mkauth -c "$T/conf" -s reuser >/dev/null
+chmod 644 "$T/conf/auth.cdb"	# the sessions run as nobody
+: >"$T/log"
+start_listener
+for p in $(srvpid relaycheck) $(srvpid ruleproc) $(srvpid chain) $(srvpid sessions); do bg_pid $p; done
+out=$(python3 - "$port" <<'PY'
+import smtplib, sys
+port = int(sys.argv[1])
+res = []
+for i in range(6):
+    s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=20)
+    s.ehlo("client.test")
+    if i % 2 == 0:
+        s.login("reuser", "reuse secret")
+    s.mail("bob@remote.test")
+    code, _ = s.rcpt("x@elsewhere.test")
+    res.append("%s%d" % ("auth" if i % 2 == 0 else "anon", code))
+    s.rset(); s.quit()
+print(" ".join(res))
+PY
+)
+is "$out" "auth250 anon554 auth250 anon554 auth250 anon554" \
+	"reused session workers: AUTH relays, the next (unauthenticated) session never does"
+like "$(grep -c 'disconnect ip=.* quit ' "$T/log")" '^6$' "six sessions served (and ended with QUIT)"
+ss=$(srvpid sessions)
+like "$(pgrep -P $ss -x smtpd-lite | wc -l | tr -d ' ')" '^[1-3]$' "... by at most 3 reused session workers (not one process each)"
 stop_listener

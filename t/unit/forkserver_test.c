@@ -160,7 +160,7 @@ main(int argc, char **argv)
 	char b[64];
 
 	if (argc > 1 && !strcmp(argv[1], "serve")) {
-		forkserver_serve_chain(2, FS_MAX_USE, NULL, chain_child, NULL);
+		forkserver_serve_workers(FS_CHAIN, 2, FS_MAX_USE, NULL, chain_child, NULL);
 	}
 	if (argc > 1 && !strcmp(argv[1], "eserve")) {
 		forkserver_serve_policy(event_answer, 1000, NULL, NULL);

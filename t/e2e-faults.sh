@@ -63,6 +63,81 @@ is "$(grep -c ': 5[0-9][0-9] ' "$T/kill.out")" 0 "a kill is never a permanent fa
 is "$((acc + def))" 10 "10 attempts answered"
 grep '^delay' "$T/kill.out" | sed 's/^/# /'
 
+# The same through the fork servers (the default chain, reused deliver
+# workers): the busy deliver worker SIGKILLed at points of a delivery.
+kill $(echo $_pids) 2>/dev/null; _pids=
+sed -i '/^chain /d' "$T/conf/settings"
+rm -f "$T"/mail/alice/new/*
+port=$(free_port)
+smtpd-lite -c "$T/conf" -l "127.0.0.1:$port" 2>"$T/smtpd3.log" &
+bg_pid $!
+wait_port 127.0.0.1 "$port" || { echo "not ok - smtpd-lite listens"; exit 1; }
+chain=$(sed -n 's/.*fork server chain started, pid \([0-9]*\).*/\1/p' "$T/smtpd3.log")
+dsrv=$(pgrep -P "$chain" -x deliver | head -n 1)
+if [ -z "$dsrv" ]; then
+	echo "not ok - fork servers: the deliver server under the chain server"
+else
+	python3 - "$port" "$T/body" "$dsrv" >"$T/kill2.out" <<'PY'
+import os, signal, smtplib, sys, threading, time
+port, body, dsrv = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+msg = b"Subject: kill\r\n\r\n" + open(body, "rb").read().replace(b"\n", b"\r\n")
+def workers():
+    try:
+        return [int(p) for p in open("/proc/%s/task/%s/children" % (dsrv, dsrv)).read().split()]
+    except OSError:
+        return []
+def busy(p):
+    try:
+        return "memfd" in os.readlink("/proc/%d/fd/0" % p) or "spool" in os.readlink("/proc/%d/fd/0" % p)
+    except OSError:
+        return False
+accepted = deferred = 0
+for d in (0.0, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, None):
+    res = {}
+    def send():
+        s = smtplib.SMTP("127.0.0.1", port, timeout=120)
+        try:
+            s.sendmail("k@example.net", ["alice@example.com"], msg)
+            res["r"] = "250"
+        except smtplib.SMTPDataError as e:
+            res["r"] = "%d %s" % (e.smtp_code, e.smtp_error.decode())
+        s.quit()
+    t = threading.Thread(target=send)
+    t.start()
+    if d is not None:
+        # wait for the message to reach a deliver worker, then kill it
+        end = time.time() + 30
+        while time.time() < end and t.is_alive():
+            b = [p for p in workers() if busy(p)]
+            if b:
+                time.sleep(d)
+                for p in b:
+                    try: os.kill(p, signal.SIGKILL)
+                    except OSError: pass
+                break
+            time.sleep(0.0005)
+    t.join()
+    r = res.get("r", "none")
+    if r == "250": accepted += 1
+    else: deferred += 1
+    print("delay %s: %s" % (d, r))
+print("accepted %d deferred %d" % (accepted, deferred))
+PY
+	bad=0 n=0
+	for f in "$T"/mail/alice/new/*; do
+		[ -f "$f" ] || continue
+		n=$((n + 1))
+		tail -c "$(stat -c %s "$T/body")" "$f" | cmp -s - "$T/body" || bad=$((bad + 1))
+	done
+	acc=$(sed -n 's/^accepted \([0-9]*\) .*/\1/p' "$T/kill2.out")
+	is "$bad" 0 "fork servers, deliver worker SIGKILLed at 7 points: no partial file in new/ ($n complete)"
+	like "$(grep -c ': 451 ' "$T/kill2.out")" '^[1-7]$' "fork servers: killed deliveries are answered 451"
+	ok "fork servers: every 250 has its file (at least once)" test "$n" -ge "${acc:-99}"
+	is "$(grep -c ': 5[0-9][0-9] ' "$T/kill2.out")" 0 "fork servers: a kill is never a permanent failure"
+	like "$(grep 'delay None' "$T/kill2.out")" ': 250$' "fork servers: the next message after the kills is delivered"
+	grep '^delay' "$T/kill2.out" | sed 's/^/# /'
+fi
+
 # a full mail filesystem (root: a small tmpfs)
 kill $(echo $_pids) 2>/dev/null; _pids=
 if [ "$(id -u)" = 0 ] && mkdir -p "$T/small" && mount -t tmpfs -o size=2m,mode=0777 tmpfs "$T/small" 2>/dev/null; then

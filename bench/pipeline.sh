@@ -10,7 +10,17 @@
 #             13-rule file (add-header on every message, body, attachment,
 #             header, size, time rules);
 #   postfix   a private Postfix (t/helpers/postfix.sh), virtual(8) Maildir
-#             delivery (fsyncs), anvil limits off.
+#             delivery (fsyncs), anvil limits off;
+#   opensmtpd a private OpenSMTPD (bench/opensmtpd.sh: Debian's package,
+#             which conflicts with postfix, fetched with apt-get download
+#             and unpacked into /var/cache/mxbench-opensmtpd, run in a
+#             private mount namespace), maildir delivery through a
+#             virtual table, its compiled-in listen backlog of 5 raised
+#             to 1024 by an LD_PRELOAD shim (OSD_BACKLOG=0: as shipped,
+#             which stalls smtp-source for 1 s per dropped SYN at C>=8);
+#             opt-in: SERVERS="ours-l postfix opensmtpd".
+#             If it cannot be fetched or started the run goes on
+#             without it ("opensmtpd: skipped (reason)").
 #
 # Each server runs in its own cgroup (v1 cpuacct, else v2) for its CPU
 # time. Postfix's smtp-source sends N messages of S bytes over C parallel
@@ -29,6 +39,7 @@
 #   QUICK=1 sh bench/pipeline.sh         N=300, 1 rep, C=10 and 50 only
 #   N=500 REPS=3 ROWS="2048:10:1 65536:50:1" sh bench/pipeline.sh
 #   SERVERS="ours-l postfix" ...         a subset of the servers
+#   SERVERS="ours-l postfix opensmtpd"   with OpenSMTPD ('x osd' columns)
 #
 # Loopback only, temp dirs under /tmp, root (cgroups, Postfix); not part
 # of `make test`. KEEP=1 keeps the temp dir.
@@ -37,6 +48,7 @@ TOP=${TOP:-$(cd "$(dirname "$0")/.." && pwd)}
 export TOP
 . "$TOP/t/lib.sh"
 . "$TOP/t/helpers/postfix.sh"
+. "$TOP/bench/opensmtpd.sh"
 
 if [ -n "${QUICK:-}" ]; then
 	N=${N:-300} REPS=${REPS:-1} ROWS=${ROWS:-"2048:10:1 2048:50:1 65536:10:1 2048:10:5"}
@@ -82,12 +94,19 @@ fi
 mkdir -p "$CG"
 cg_pids() { cat "$CG/$1/cgroup.procs" 2>/dev/null; }
 cg_cleanup() {
-	for s in $SERVERS; do
-		for p in $(cg_pids $s); do kill "$p" 2>/dev/null; done
+	# every server's cgroup, also of one skipped after it was started
+	for d in "$CG"/*/; do
+		[ -d "$d" ] || continue
+		for p in $(cg_pids "$(basename "$d")"); do kill "$p" 2>/dev/null; done
 	done
 	pf_stop
 	sleep 0.5
-	for s in $SERVERS; do rmdir "$CG/$s" 2>/dev/null; done
+	for d in "$CG"/*/; do
+		[ -d "$d" ] || continue
+		i=0	# OpenSMTPD's processes take a moment to go
+		while [ -n "$(cg_pids "$(basename "$d")")" ] && [ $i -lt 30 ]; do sleep 0.1; i=$((i + 1)); done
+		rmdir "$d" 2>/dev/null
+	done
 	rmdir "$CG" 2>/dev/null
 	cleanup
 }
@@ -184,7 +203,7 @@ mk_maildirs() {	# DIR OWNER
 mk_maildirs "$OURMAIL" nobody
 
 declare_ports() {
-	P_ours_l=$(free_port); P_ours_tcp=$(free_port); P_postfix=$(free_port)
+	P_ours_l=$(free_port); P_ours_tcp=$(free_port); P_postfix=$(free_port); P_opensmtpd=$(free_port)
 }
 declare_ports
 
@@ -205,6 +224,24 @@ pf_conf "smtpd_client_recipient_rate_limit = 0"
 pf_conf "smtpd_client_event_limit_exceptions = 0.0.0.0/0"
 chmod 755 "$T" "$T/pf"
 
+# ---- OpenSMTPD (bench/opensmtpd.sh) ----
+OSDMAIL=$T/osdmail
+has_server() { case " $SERVERS " in *" $1 "*) return 0 ;; esac; return 1; }
+drop_server() {	# NAME REASON
+	echo "$1: skipped ($2)"
+	SERVERS=$(echo " $SERVERS " | sed "s/ $1 / /g; s/^ *//; s/ *\$//")
+	[ -n "$SERVERS" ] || exit 1
+}
+if has_server opensmtpd; then
+	if ! why=$(osd_fetch); then
+		drop_server opensmtpd "$why"
+	else
+		mk_maildirs "$OSDMAIL" nobody:nogroup
+		why=$(osd_init "$T/osd" "$P_opensmtpd" "$OSDMAIL" nobody) ||
+		    drop_server opensmtpd "bad smtpd.conf: $(echo $why)"
+	fi
+fi
+
 start_server() {
 	case $1 in
 	ours-l)
@@ -219,12 +256,20 @@ start_server() {
 		[ ! -s "$T/pf/check.log" ] || { cat "$T/pf/check.log"; return 1; }
 		in_cg postfix script -qc "postfix -c $T/pf/etc start" /dev/null >>"$T/pf/check.log" 2>&1
 		wait_port 127.0.0.1 $P_postfix ;;
+	opensmtpd)
+		in_cg opensmtpd unshare -m sh -c "$OSD_NS" sh "$T/osd" "$OSD_ROOT" >"$T/osd/smtpd.log" 2>&1 &
+		wait_port 127.0.0.1 $P_opensmtpd ;;
 	esac
 }
 port_of() { eval echo "\$P_$(echo "$1" | tr - _)"; }
-mail_of() { case $1 in postfix) echo "$PFMAIL" ;; *) echo "$OURMAIL" ;; esac; }
+mail_of() { case $1 in postfix) echo "$PFMAIL" ;; opensmtpd) echo "$OSDMAIL" ;; *) echo "$OURMAIL" ;; esac; }
 
-for s in $SERVERS; do start_server $s || { echo "cannot start $s"; exit 1; }; done
+for s in $SERVERS; do
+	start_server $s && continue
+	[ $s = opensmtpd ] || { echo "cannot start $s"; exit 1; }
+	for p in $(cg_pids $s); do kill "$p" 2>/dev/null; done
+	drop_server $s "not listening: $(grep -v '^info:' "$T/osd/smtpd.log" 2>/dev/null | tail -2 | tr '\n' ' ' | sed 's/ *$//')"
+done
 
 # ---- memory per idle session ----
 cat >"$T/idle.py" <<'PY'
@@ -259,7 +304,15 @@ mem_sum() {
 }
 # session processes: ours: smtpd-lite sessions, relaycheck, ruleproc;
 # Postfix: smtpd. Idle ones left from earlier sessions are not baseline.
-sess_re() { case $1 in postfix) echo "smtpd" ;; *) echo "smtpd-lite|relaycheck|ruleproc" ;; esac; }
+# OpenSMTPD: none (event-driven: its fixed processes, all named smtpd,
+# hold every session; the baseline is all of them before).
+sess_re() {
+	case $1 in
+	postfix) echo "smtpd" ;;
+	opensmtpd) echo "NONE" ;;
+	*) echo "smtpd-lite|relaycheck|ruleproc" ;;
+	esac
+}
 idle_mem() {	# SERVER -> "PSS_per_session RSS_per_session"
 	s=$1
 	case $s in
@@ -290,7 +343,8 @@ med() {	# median min max of the arguments (numbers)
 		print m, a[1], a[NR] }'
 }
 
-echo "pipeline: smtpd-lite + ruleproc + deliver vs Postfix $(postconf -d -h mail_version 2>/dev/null)"
+echo "pipeline: smtpd-lite + ruleproc + deliver vs Postfix $(postconf -d -h mail_version 2>/dev/null)$(
+    has_server opensmtpd && echo " and $(osd_version) (listen backlog $([ "$OSD_BACKLOG" -gt 0 ] 2>/dev/null && echo "$OSD_BACKLOG, shim" || echo "5, as shipped"))")"
 echo "machine: $(nproc) CPUs, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), kernel $(uname -r), $(df -T "$T" | awk 'NR==2 {print $2}') on $(df "$T" | awk 'NR==2 {print $1}')"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "N=$N messages a run, REPS=$REPS, one message per connection; rows S:C:R = $ROWS"
@@ -360,14 +414,23 @@ one_run() {
 	    'BEGIN {printf "%.1f %.3f %s\n", n / t, (c1 - c0) / 1e9 / n * 1000, st}'
 }
 
-printf '%-14s %-9s %18s %16s %9s %9s %10s %10s %s\n' "row S/C/R" server "delivered msg/s" \
-    "CPU s/1000 msg" "x postfix" "x limit" "cpu x pf" "limit/s" "lost/dup"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b+0 > 0) printf "%.2f", a/b; else print "-"}'; }
+# with OpenSMTPD: two more columns, msg/s and CPU over its medians
+if has_server opensmtpd; then
+	FMT='%-14s %-9s %18s %16s %9s %9s %10s %9s %10s %10s %s\n'
+	printf "$FMT" "row S/C/R" server "delivered msg/s" "CPU s/1000 msg" "x postfix" \
+	    "x limit" "cpu x pf" "x osd" "cpu x osd" "limit/s" "lost/dup"
+else
+	FMT='%-14s %-9s %18s %16s %9s %9s %10s %10s %s\n'
+	printf "$FMT" "row S/C/R" server "delivered msg/s" "CPU s/1000 msg" "x postfix" \
+	    "x limit" "cpu x pf" "limit/s" "lost/dup"
+fi
 ALLOK=1
 for row in $ROWS; do
 	IFS=: read S Cc R <<EOF
 $row
 EOF
-	R_postfix='' U_postfix=''
+	R_postfix='' U_postfix='' R_opensmtpd='' U_opensmtpd=''
 	for s in $SERVERS; do v=$(echo $s | tr - _); eval "R_$v=''; U_$v=''; ST_$v=ok"; done
 	lim=''
 	r=0
@@ -386,23 +449,24 @@ EOF
 	set -- $(med $lim); limm=$1
 	set -- $(med $R_postfix); pfm=$1
 	set -- $(med $U_postfix); pfc=$1
+	set -- $(med $R_opensmtpd); osm=$1
+	set -- $(med $U_opensmtpd); osc=$1
 	for s in $SERVERS; do
 		v=$(echo $s | tr - _)
 		set -- $(eval med \$R_$v); rm_=$1 rmin=$2 rmax=$3
 		set -- $(eval med \$U_$v); cm=$1 cmin=$2 cmax=$3
-		printf '%-14s %-9s %18s %16s %9s %9s %10s %10s %s\n' "${S}/${Cc}/${R}" $s \
-		    "$(printf '%.0f (%.0f-%.0f)' $rm_ $rmin $rmax)" \
+		set -- "${S}/${Cc}/${R}" $s "$(printf '%.0f (%.0f-%.0f)' $rm_ $rmin $rmax)" \
 		    "$(printf '%.2f (%.2f-%.2f)' $cm $cmin $cmax)" \
-		    "$(awk -v a=$rm_ -v b=$pfm 'BEGIN {if (b+0 > 0) printf "%.2f", a/b; else print "-"}')" \
-		    "$(awk -v a=$rm_ -v b=$limm 'BEGIN {if (b+0 > 0) printf "%.2f", a/b; else print "-"}')" \
-		    "$(awk -v a=$cm -v b=$pfc 'BEGIN {if (b+0 > 0) printf "%.2f", a/b; else print "-"}')" \
-		    "$(printf '%.0f' $limm)" "$(eval echo \$ST_$v)"
+		    "$(ratio $rm_ $pfm)" "$(ratio $rm_ $limm)" "$(ratio $cm $pfc)"
+		has_server opensmtpd && set -- "$@" "$(ratio $rm_ $osm)" "$(ratio $cm $osc)"
+		printf "$FMT" "$@" "$(printf '%.0f' $limm)" "$(eval echo \$ST_$v)"
 	done
 done
 echo
 echo "fsync limit, 1 writer: 2 KiB $(fs_limit 2048 1)/s, 64 KiB $(fs_limit 65536 1)/s (pipeline-tool fsync, $FS_N files)"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "columns: medians (min-max) of $REPS runs; 'x limit' = delivered/s over the fsync limit with C writers"
+has_server opensmtpd && echo "'x osd', 'cpu x osd': msg/s and CPU over OpenSMTPD's (as 'x postfix', 'cpu x pf' over Postfix's)"
 echo "command per run: smtp-source -4 -s C -m $N -l S -r R -f sender@client.test -t u@bench.test -M client.test 127.0.0.1:PORT"
 [ $ALLOK = 1 ] || { echo "SOME RUNS LOST OR DUPLICATED MAIL (see above)"; exit 1; }
 exit 0

@@ -559,11 +559,18 @@ reap(struct worker *ws, int *nw)
 	while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
 		for (i = 0; i < *nw; i++)
 			if (ws[i].pid == pid) {
+				struct answer a;
+				int code = WIFEXITED(st) ? WEXITSTATUS(st) : EXIT_TEMP;
 				if (WIFSIGNALED(st) && WTERMSIG(st) != SIGKILL)
 					log_warn("worker %ld killed by signal %d", (long)pid, WTERMSIG(st));
-				/* a busy worker that exits (or execs a program that
-				 * does): that exit code is the request's */
-				worker_gone(ws, nw, i, WIFEXITED(st) ? WEXITSTATUS(st) : EXIT_TEMP);
+				/* its last answer may still be unread (it answers,
+				 * then ends): that is the request's code; else a
+				 * busy worker's exit status (it exec'ed a program,
+				 * or died) */
+				if (ws[i].conv >= 0 && ws[i].sock >= 0 &&
+				    recv(ws[i].sock, &a, sizeof a, MSG_DONTWAIT) == (ssize_t)sizeof a)
+					code = a.code;
+				worker_gone(ws, nw, i, code);
 				break;
 			}
 }

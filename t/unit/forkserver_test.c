@@ -162,6 +162,8 @@ main(int argc, char **argv)
 	if (argc > 1 && !strcmp(argv[1], "serve")) {
 		forkserver_serve_workers(FS_CHAIN, 2, FS_MAX_USE, NULL, chain_child, NULL);
 	}
+	if (argc > 1 && !strcmp(argv[1], "serve2"))	/* workers retire every 2 requests */
+		forkserver_serve_workers(FS_CHAIN, 2, 2, NULL, chain_child, NULL);
 	if (argc > 1 && !strcmp(argv[1], "eserve")) {
 		forkserver_serve_policy(event_answer, 1000, NULL, NULL);
 		return 1;	/* not reached */
@@ -228,6 +230,29 @@ main(int argc, char **argv)
 		CHECK(i == FS_MAX_USE + 10, "%d requests in a row", FS_MAX_USE + 10);
 		CHECK(distinct >= 1 && distinct <= 3, "a worker is replaced after %d requests (%d changes)",
 		    FS_MAX_USE, distinct);
+	}
+
+	/* workers retiring (every FS_MAX_USE requests) under concurrent
+	 * load: each request still gets its own answer, never a stray 111
+	 * (a worker answers, then ends: the answer must win over its exit) */
+	{
+		char *serve2[] = { "/proc/self/exe", "serve2", NULL };
+		int k, bad = 0, ctl2 = forkserver_start(serve2, environ, &pid);
+		pid_t kids[4];
+		for (k = 0; k < 4; k++)
+			if ((kids[k] = fork()) == 0) {
+				int j, wrong = 0;
+				for (j = 0; j < 300; j++)
+					if (call(ctl2, "pid", NULL, &out) != 0)
+						wrong++;
+				_exit(wrong ? 1 : 0);
+			}
+		close(ctl2);
+		for (k = 0; k < 4; k++)
+			if (kids[k] < 0 || waitpid(kids[k], &st, 0) < 0 || !WIFEXITED(st) ||
+			    WEXITSTATUS(st))
+				bad++;
+		CHECK(bad == 0, "4 clients x 300 requests, workers retiring every 2: every answer 0 (%d clients saw another)", bad);
 	}
 
 	/* one process, many conversations */

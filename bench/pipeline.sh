@@ -313,10 +313,25 @@ sess_re() {
 	*) echo "smtpd-lite|relaycheck|ruleproc" ;;
 	esac
 }
+# ours-l: the fixed processes (listener, session server, policy and
+# chain servers and their idle chain workers), without the session
+# workers: those (children of the session server, whose command line has
+# a "--") are what a connected session costs, idle ones left from an
+# earlier round included (they are reused, not new)
+ours_fixed_mem() {
+	for p in $(cg_pids ours-l); do
+		pp=$(awk '/^PPid:/ {print $2}' /proc/$p/status 2>/dev/null) || continue
+		if [ "$(cat /proc/$p/comm 2>/dev/null)" = smtpd-lite ] &&
+		    tr '\0' '\n' </proc/$pp/cmdline 2>/dev/null | grep -qx -- '--'; then
+			continue
+		fi
+		awk '/^Pss:/ {p=$2} /^Rss:/ {r=$2} END {print p+0, r+0}' /proc/$p/smaps_rollup 2>/dev/null
+	done | awk '{p+=$1; r+=$2; k++} END {print p+0, r+0, k+0}'
+}
 idle_mem() {	# SERVER -> "PSS_per_session RSS_per_session"
 	s=$1
 	case $s in
-	ours-l) base=$(mem_sum $s "relaycheck|ruleproc|NONE") ;;	# the listener itself
+	ours-l) base=$(ours_fixed_mem) ;;
 	*) base=$(mem_sum $s "$(sess_re $s)") ;;
 	esac
 	mkfifo "$T/go.$s"

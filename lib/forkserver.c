@@ -4,7 +4,6 @@
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include "fdio.h"
 #include "forkserver.h"
 #include "log.h"
+#include "progspawn.h"
 
 /* what a request may set in the child's environment: the envelope and
  * the client as smtpd-lite and ruleproc hand them to the next program */
@@ -272,11 +272,9 @@ ours(const char *prog)
 int
 forkserver_start(char *const argv[], char *const envp[], pid_t *pid)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	sigset_t def, none;
+	/* stdin /dev/null, stdout and stderr our stderr, fd 3 the control */
+	int fds[4] = { SPAWN_NULL, 2, SPAWN_KEEP, -1 }, sv[2], rc, i, n, e;
 	char **env, buf[16];
-	int sv[2], rc, i, n;
 	struct pollfd p;
 
 	if (!ours(argv[0])) {
@@ -297,30 +295,14 @@ forkserver_start(char *const argv[], char *const envp[], pid_t *pid)
 		if (strncmp(envp[i], FORKSERVER_ENV "=", sizeof FORKSERVER_ENV))
 			env[n++] = envp[i];
 	env[n++] = FORKSERVER_ENV "=3";
-	sigemptyset(&none);
-	sigemptyset(&def);
-	sigaddset(&def, SIGPIPE);
-	sigaddset(&def, SIGCHLD);
-	sigaddset(&def, SIGTERM);
-	sigaddset(&def, SIGINT);
-	sigaddset(&def, SIGALRM);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&at);
-	if ((rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) == 0 &&
-	    (rc = posix_spawn_file_actions_adddup2(&fa, 2, 1)) == 0 &&
-	    (rc = posix_spawn_file_actions_adddup2(&fa, sv[1], 3)) == 0 &&
-	    (rc = posix_spawn_file_actions_addclosefrom_np(&fa, 4)) == 0 &&
-	    (rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK)) == 0 &&
-	    (rc = posix_spawnattr_setsigdefault(&at, &def)) == 0 &&
-	    (rc = posix_spawnattr_setsigmask(&at, &none)) == 0)
-		rc = posix_spawnp(pid, argv[0], &fa, &at, argv, env);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
+	fds[3] = sv[1];
+	rc = spawn_fds(pid, argv, env, fds, 4, 0);
+	e = errno;
 	free(env);
 	close(sv[1]);
-	if (rc) {
-		errno = rc;
+	if (rc < 0) {
 		close(sv[0]);
+		errno = e;
 		return -1;
 	}
 	/* "ready", or EOF when it exits (a program that cannot serve) */

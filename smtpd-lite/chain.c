@@ -13,7 +13,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +24,7 @@
 #include "forkserver.h"
 #include "log.h"
 #include "smtpd.h"
+#include "progspawn.h"
 
 extern char **environ;
 
@@ -81,44 +81,21 @@ chain_envp(const struct chain_env *e, struct buf *store)
 static pid_t
 chain_spawn(char **argv, int spoolfd, int errfd, const struct chain_env *e)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
 	struct buf store = BUF_INIT;
-	sigset_t def, none;
+	const int fds[3] = { spoolfd, 2, errfd };
 	char **envp;
 	pid_t pid = -1;
-	int rc;
+	int rc, e_;
 
 	if (lseek(spoolfd, 0, SEEK_SET) < 0)
 		return -1;
 	envp = chain_envp(e, &store);
-	sigemptyset(&none);
-	sigemptyset(&def);
-	sigaddset(&def, SIGPIPE);
-	sigaddset(&def, SIGCHLD);
-	sigaddset(&def, SIGTERM);
-	sigaddset(&def, SIGALRM);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&at);
-	if ((rc = posix_spawn_file_actions_adddup2(&fa, spoolfd, 0)) == 0 &&
-	    (rc = posix_spawn_file_actions_adddup2(&fa, 2, 1)) == 0 &&
-	    (rc = posix_spawn_file_actions_adddup2(&fa, errfd, 2)) == 0 &&
-	    (rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3)) == 0 &&
-	    (rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF |
-	    POSIX_SPAWN_SETSIGMASK)) == 0 &&
-	    (rc = posix_spawnattr_setpgroup(&at, 0)) == 0 &&
-	    (rc = posix_spawnattr_setsigdefault(&at, &def)) == 0 &&
-	    (rc = posix_spawnattr_setsigmask(&at, &none)) == 0)
-		rc = posix_spawnp(&pid, argv[0], &fa, &at, argv, envp);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
+	rc = spawn_fds(&pid, argv, envp, fds, 3, 1);
+	e_ = errno;
 	free(envp);
 	buf_free(&store);
-	if (rc) {
-		errno = rc;
-		return -1;
-	}
-	return pid;
+	errno = e_;
+	return rc < 0 ? -1 : pid;
 }
 
 /* Collect stderr lines: log each, keep the last. */

@@ -15,7 +15,6 @@
 #include <netdb.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +27,7 @@
 #include "forkserver.h"
 #include "log.h"
 #include "smtpd.h"
+#include "progspawn.h"
 
 extern char **environ;
 
@@ -192,10 +192,7 @@ policy_init(const struct settings *s, const char *bindir, const char *ip,
 static int
 spawn(struct svc *v)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t at;
-	sigset_t def, none;
-	int sv[2], rc;
+	int sv[2], rc, fds[3] = { -1, -1, SPAWN_KEEP };
 	pid_t pid = -1;
 
 	if (!v->argv[0])
@@ -209,26 +206,10 @@ spawn(struct svc *v)
 	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
 		return -1;
-	sigemptyset(&none);
-	sigemptyset(&def);
-	sigaddset(&def, SIGPIPE);
-	sigaddset(&def, SIGCHLD);
-	sigaddset(&def, SIGTERM);
-	sigaddset(&def, SIGALRM);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&at);
-	if ((rc = posix_spawn_file_actions_adddup2(&fa, sv[1], 0)) == 0 &&
-	    (rc = posix_spawn_file_actions_adddup2(&fa, sv[1], 1)) == 0 &&
-	    (rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3)) == 0 &&
-	    (rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK)) == 0 &&
-	    (rc = posix_spawnattr_setsigdefault(&at, &def)) == 0 &&
-	    (rc = posix_spawnattr_setsigmask(&at, &none)) == 0)
-		rc = posix_spawnp(&pid, v->argv[0], &fa, &at, v->argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&at);
+	fds[0] = fds[1] = sv[1];
+	rc = spawn_fds(&pid, v->argv, environ, fds, 3, 0);
 	close(sv[1]);
-	if (rc) {
-		errno = rc;
+	if (rc < 0) {
 		log_warnsys("policy %s: cannot run %s", v->name, v->argv[0]);
 		close(sv[0]);
 		return -1;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
 #include "buf.h"
 #include "rules.h"
 
@@ -72,22 +73,6 @@ hexval(int c)
 	return -1;
 }
 
-static int
-b64val(int c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* Decode RFC 2047 encoded words in s into out (raw bytes, no charset
  * conversion); blanks between two encoded words are dropped. Returns 1
  * if anything was decoded. */
@@ -124,7 +109,7 @@ decode_2047(const char *s, size_t n, struct buf *out)
 						unsigned v = 0;
 						int bits = 0;
 						for (k = q2; k < end; k++) {
-							int d = b64val((unsigned char)s[k]);
+							int d = b64_value((unsigned char)s[k]);
 							if (d < 0)
 								continue;
 							v = (v << 6) | (unsigned)d;
@@ -524,7 +509,7 @@ decode_line(struct rmsg *m, const char *s, size_t n)
 				m->b64q = 0;	/* padding ends a quantum */
 				continue;
 			}
-			d = b64val((unsigned char)s[i]);
+			d = b64_value((unsigned char)s[i]);
 			if (d < 0) {
 				if (s[i] != ' ' && s[i] != '\t')
 					m->bad_b64 = 1;

@@ -21,6 +21,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "base64.h"
 #include "fdio.h"
 #include "forkserver.h"
 #include "log.h"

@@ -59,8 +59,6 @@ int tls_prepare(const struct settings *s);
 int tls_handshake(long long timeout, const char *ip, struct tls_info *ti);
 
 /* ---- auth.c ---- */
-/* Strict base64 (RFC 4648, padding required): decoded length, or -1. */
-long b64_decode(const char *in, size_t inlen, char *out, size_t cap);
 /* Password check against CONFDIR/auth.cdb, about the same work whether
  * or not the user exists: 1 good, 0 bad, -1 temporary trouble. */
 int auth_check(const struct settings *s, const char *user, const char *pass);

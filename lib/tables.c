@@ -575,41 +575,59 @@ address_key(char *key, const char *bad_domain)
 	return NULL;
 }
 
+/* "LINENO tok tok..." for key, every token passing check (an error
+ * text, or NULL); none: the error when there is no token. */
 static const char *
-mailboxes_parse(struct table_state *st, char *line, int lineno, emit_fn emit, void *ctx)
+emit_list(const char *key, int lineno, char *line, const char *(*check)(const char *),
+    const char *none, emit_fn emit, void *ctx)
 {
-	char *key = next_word(&line), *tok, *save = NULL;
 	struct buf v = BUF_INIT;
-	struct addr a;
+	char *tok, *save = NULL;
 	const char *why;
 	int n = 0, r;
 
-	(void)st;
-	if (!key)
-		return "expected ADDRESS TARGET...";
-	if ((why = address_key(key, "bad catch-all domain")))
-		return why;
 	buf_printf(&v, "%d", lineno);
 	for (tok = strtok_r(line, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
-		if (strchr(tok, '@')) {
-			if ((why = addr_parse_path(tok, strlen(tok), &a, 0, 0, NULL))) {
-				buf_free(&v);
-				return "bad target address";
-			}
-		} else if (!maildir_path_ok(tok)) {
+		if ((why = check(tok))) {
 			buf_free(&v);
-			return "bad Maildir path (relative, no '..', letters digits ._+-/ only)";
+			return why;
 		}
 		buf_printf(&v, " %s", tok);
 		n++;
 	}
 	if (!n) {
 		buf_free(&v);
-		return "expected at least one target";
+		return none;
 	}
 	r = emit(ctx, key, strlen(key), v.s, v.len);
 	buf_free(&v);
 	return r < 0 ? "write error" : NULL;
+}
+
+static const char *
+mailbox_target_check(const char *tok)
+{
+	struct addr a;
+
+	if (strchr(tok, '@'))
+		return addr_parse_path(tok, strlen(tok), &a, 0, 0, NULL) ? "bad target address" : NULL;
+	return maildir_path_ok(tok) ? NULL :
+	    "bad Maildir path (relative, no '..', letters digits ._+-/ only)";
+}
+
+static const char *
+mailboxes_parse(struct table_state *st, char *line, int lineno, emit_fn emit, void *ctx)
+{
+	char *key = next_word(&line);
+	const char *why;
+
+	(void)st;
+	if (!key)
+		return "expected ADDRESS TARGET...";
+	if ((why = address_key(key, "bad catch-all domain")))
+		return why;
+	return emit_list(key, lineno, line, mailbox_target_check, "expected at least one target",
+	    emit, ctx);
 }
 
 int
@@ -732,34 +750,25 @@ auth_get(struct table *t, const char *user, char *hash, size_t len)
 }
 
 static const char *
+sender_user_check(const char *tok)
+{
+	return auth_user_ok(tok, strlen(tok)) ? NULL :
+	    "bad user name (letters, digits and ._@+- only)";
+}
+
+static const char *
 senders_parse(struct table_state *st, char *line, int lineno, emit_fn emit, void *ctx)
 {
-	char *key = next_word(&line), *tok, *save = NULL;
-	struct buf v = BUF_INIT;
+	char *key = next_word(&line);
 	const char *why;
-	int n = 0, r;
 
 	(void)st;
 	if (!key)
 		return "expected ADDRESS USER...";
 	if ((why = address_key(key, "bad domain")))
 		return why;
-	buf_printf(&v, "%d", lineno);
-	for (tok = strtok_r(line, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
-		if (!auth_user_ok(tok, strlen(tok))) {
-			buf_free(&v);
-			return "bad user name (letters, digits and ._@+- only)";
-		}
-		buf_printf(&v, " %s", tok);
-		n++;
-	}
-	if (!n) {
-		buf_free(&v);
-		return "expected at least one user";
-	}
-	r = emit(ctx, key, strlen(key), v.s, v.len);
-	buf_free(&v);
-	return r < 0 ? "write error" : NULL;
+	return emit_list(key, lineno, line, sender_user_check, "expected at least one user",
+	    emit, ctx);
 }
 
 int

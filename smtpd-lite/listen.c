@@ -1,13 +1,16 @@
 /* listen.c: smtpd-lite's own listener (-l ADDR:PORT), for a start
  * with nothing else installed. Binds (as root if need be), drops
- * privileges, then forks one session per connection with the
- * environment tcpserver would give it (PROTO, TCPREMOTEIP,
- * TCPREMOTEPORT, TCPLOCALIP, TCPLOCALPORT; no DNS: TCPREMOTEHOST unset).
- * Limits: max_connections at once, max_per_ip per client address;
- * beyond them the client gets "421 4.7.0" and is closed. Children are
- * reaped; SIGTERM (or SIGINT) closes the sockets and ends the listener,
- * sessions in progress finish on their own. A -L listener's sessions
- * start with the TLS handshake (implicit TLS, port 465). */
+ * privileges, then gives each connection, with the environment
+ * tcpserver would give it (PROTO, TCPREMOTEIP, TCPREMOTEPORT,
+ * TCPLOCALIP, TCPLOCALPORT; no DNS: TCPREMOTEHOST unset), to a worker of
+ * the session server (fork_servers, main.c session_server()), else to
+ * a forked child. Limits: max_connections at once, max_per_ip per
+ * client address; beyond them the client gets "421 4.7.0" and is
+ * closed. A session ends when its child is reaped or the session
+ * server closes its conversation; SIGTERM (or SIGINT) closes the
+ * sockets and ends the listener, sessions in progress finish on their
+ * own. A -L listener's sessions start with the TLS handshake (implicit
+ * TLS, port 465). */
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>

@@ -163,7 +163,7 @@ client_from_env(struct client *c)
 void
 serve_one(const struct settings *s, char **chain)
 {
-	static struct client c;
+	struct client c;
 
 	drop_privileges(s);
 	signal(SIGPIPE, SIG_IGN);

@@ -131,7 +131,21 @@ svc_add(enum skind kind, const char *spec, const char *name)
 	snprintf(v->name, sizeof v->name, "%.*s", (int)(strlen(v->where) + 5), name);
 }
 
-/* BINDIR/PROG -p -c CONFDIR as a co-process, asked at every stage */
+/* BINDIR/PROG -p -c CONFDIR: argv of a built-in policy service */
+char **
+policy_prog_argv(const char *bindir, const char *prog, const char *confdir)
+{
+	char **av = xcalloc(5, sizeof *av);
+
+	av[0] = xmalloc(strlen(bindir) + strlen(prog) + 2);
+	sprintf(av[0], "%s/%s", bindir, prog);
+	av[1] = xstrdup("-p");
+	av[2] = xstrdup("-c");
+	av[3] = xstrdup(confdir);
+	return av;
+}
+
+/* ... as a co-process (or its fork server), asked at every stage */
 static void
 svc_argv(const char *prog, const char *bindir, const char *confdir)
 {
@@ -140,12 +154,7 @@ svc_argv(const char *prog, const char *bindir, const char *confdir)
 	svc_add(SK_EXEC, "", prog);
 	v = &svcs[nsvc - 1];
 	free_words(v->argv);
-	v->argv = xcalloc(5, sizeof *v->argv);
-	v->argv[0] = xmalloc(strlen(bindir) + strlen(prog) + 2);
-	sprintf(v->argv[0], "%s/%s", bindir, prog);
-	v->argv[1] = xstrdup("-p");
-	v->argv[2] = xstrdup("-c");
-	v->argv[3] = xstrdup(confdir);
+	v->argv = policy_prog_argv(bindir, prog, confdir);
 	v->ctl = servers_policy_ctl(prog);
 }
 

@@ -1,11 +1,12 @@
-/* servers.c: the listener's fork servers (setting fork_servers, -l only).
- * relaycheck -p, ruleproc -p (when CONFDIR/rules exists) and the chain
- * are started once, as the user the listener runs as, and fork a child
- * per session (the policy services) or per message (the chain) instead
- * of an exec each (lib/forkserver.h; issue 7). Sessions inherit the
- * control sockets. A server that dies is started again, at most once a
- * second; meanwhile, and for a chain that cannot serve, sessions exec
- * the programs as they do under tcpserver. */
+/* servers.c: the fork servers of the sessions (setting fork_servers,
+ * -l only; lib/forkserver.h, issue 7): relaycheck -p and ruleproc -p
+ * (when CONFDIR/rules exists), each serving every session's policy
+ * conversations in one process, and the chain, serving messages with
+ * reused workers. Started once by the session server (or, when that
+ * cannot run, by the listener), as the unprivileged user; sessions
+ * inherit the control sockets. A server that dies is started again, at
+ * most once a second; meanwhile, and for a chain that cannot serve,
+ * sessions exec the programs as they do under tcpserver. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,19 +34,6 @@ static struct server {
 	{ "chain", NULL, -1, 0, 0 },
 };
 
-static char **
-policy_argv(const struct settings *s, const char *prog)
-{
-	char **av = xcalloc(5, sizeof *av);
-
-	av[0] = xmalloc(strlen(smtpd_bindir(s)) + strlen(prog) + 2);
-	sprintf(av[0], "%s/%s", smtpd_bindir(s), prog);
-	av[1] = xstrdup("-p");
-	av[2] = xstrdup("-c");
-	av[3] = xstrdup(s->confdir);
-	return av;
-}
-
 static void
 start(struct server *v)
 {
@@ -67,9 +55,9 @@ servers_start(const struct settings *s, char **chain)
 
 	if (!s->fork_servers)
 		return;
-	srv[SRV_RELAYCHECK].argv = policy_argv(s, "relaycheck");
+	srv[SRV_RELAYCHECK].argv = policy_prog_argv(smtpd_bindir(s), "relaycheck", s->confdir);
 	if (smtpd_have_rules(s))
-		srv[SRV_RULEPROC].argv = policy_argv(s, "ruleproc");
+		srv[SRV_RULEPROC].argv = policy_prog_argv(smtpd_bindir(s), "ruleproc", s->confdir);
 	srv[SRV_CHAIN].argv = chain;
 	for (i = 0; i < NSRV; i++)
 		if (srv[i].argv)

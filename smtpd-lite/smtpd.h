@@ -184,7 +184,10 @@ extern int opt_submission;	/* -m: AUTH required before MAIL (RFC 6409) */
 const char *smtpd_bindir(const struct settings *s);
 int smtpd_have_rules(const struct settings *s);	/* CONFDIR/rules exists */
 
-/* servers.c: the listener's fork servers (lib/forkserver.h) */
+/* BINDIR/PROG -p -c CONFDIR (policy.c): a built-in policy service */
+char **policy_prog_argv(const char *bindir, const char *prog, const char *confdir);
+
+/* servers.c: the sessions' fork servers (lib/forkserver.h) */
 void servers_start(const struct settings *s, char **chain);
 void servers_tick(void);			/* start again the ones that died */
 void servers_check(void);			/* the same, without their exit status */

@@ -75,7 +75,7 @@ merge_folders(struct buf *out, const char *old, const struct buf *ours)
 }
 
 /* Run as a fork server (smtpd-lite -l): the next program runs as one
- * too when it can (deliver can), else each child execs it as before. */
+ * too when it can (deliver can), else each worker execs it as before. */
 static struct {
 	const struct opts *o;
 	struct loaded *l;
@@ -94,8 +94,8 @@ next_start(void)
 		log_info("%s does not run as a fork server: exec'ed per message", srv.argv[0]);
 }
 
-/* Before each fork: the rules as they are now, and a next server that
- * is still there. */
+/* Before each dispatch: the rules as they are now (for new workers),
+ * and a next server that is still there. */
 static void
 server_refresh(void *arg)
 {
@@ -134,6 +134,7 @@ next_via_server(long long timeout_s)
 		return;
 	}
 	st = forkserver_collect(conv, relay_line, NULL, deadline);
+	close(conv);
 	if (st < 0) {
 		log_warnsys("no answer from the %s server", srv.argv[0]);
 		fail(EXIT_TEMP, "4.3.0 ruleproc: the next program did not finish, try again later");

@@ -36,7 +36,9 @@ static const struct envname {
 #define ENV_MAX (1 << 20)	/* bytes of environment in one request */
 #define MAX_CHILDREN 1024	/* beyond: requests wait in the socket */
 #define READY "ready"
+#ifndef WORKER_IDLE_MS
 #define WORKER_IDLE_MS 60000	/* an idle worker ends after this */
+#endif
 
 long long
 fs_now_ms(void)
@@ -678,8 +680,14 @@ forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
 		int np = 0, first;
 		char junk[64];
 
-		for (i = busy = 0; i < nw; i++)
+		for (i = busy = 0; i < nw; i++) {
+			long long left = ws[i].idle_since + WORKER_IDLE_MS - fs_now_ms();
 			busy += ws[i].conv >= 0;
+			/* wake up to send an idle one away even when nothing
+			 * else happens */
+			if (ws[i].conv < 0 && !ws[i].retiring && (next < 0 || left < next))
+				next = left < 0 ? 0 : left;
+		}
 		if (!open_ && busy == 0)
 			break;
 		p[np++] = (struct pollfd){ sigchld_pipe[0], POLLIN, 0 };
@@ -722,7 +730,7 @@ forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
 		reap(ws, &nw);
 		for (i = nw - 1; i >= 0; i--)	/* idle long enough: the pool shrinks */
 			if (ws[i].conv < 0 && !ws[i].retiring &&
-			    fs_now_ms() - ws[i].idle_since > WORKER_IDLE_MS)
+			    fs_now_ms() - ws[i].idle_since >= WORKER_IDLE_MS)
 				worker_gone(ws, &nw, i, EXIT_TEMP);
 		if (open_ && busy < MAX_CHILDREN && (p[np - 1].revents & (POLLIN | POLLHUP | POLLERR))) {
 			struct record rec;

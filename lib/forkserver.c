@@ -181,7 +181,8 @@ fail:
 	return -1;
 }
 
-int
+/* "\001exit N" (a line without its '\n') -> N, else -1. */
+static int
 forkserver_status(const char *line, size_t len)
 {
 	size_t pl = sizeof FS_STATUS - 1, i;

@@ -85,9 +85,6 @@ int forkserver_start(char *const argv[], char *const envp[], pid_t *pid);
 int forkserver_request(int ctl, enum fs_kind kind, int passfd, char *const envp[],
     long long deadline_ms);
 
-/* "\001exit N" (a line without its '\n') -> N, else -1. */
-int forkserver_status(const char *line, size_t len);
-
 /* Client: read the conversation of an FS_CHAIN request to its end,
  * giving each line but the status to line() (without '\n'; lines over
  * 1000 bytes are cut). Returns the exit code, or -1: EOF without a

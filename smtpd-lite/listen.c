@@ -159,6 +159,29 @@ refuse(int fd, const struct settings *s, const char *ip, const char *why)
 	close(fd);
 }
 
+/* An address as we write it everywhere (lib/ipaddr's canonical form)
+ * and its port. */
+static void
+addr_text(const struct sockaddr_storage *sa, char *ip, size_t iplen, char *port, size_t portlen)
+{
+	char tmp[INET6_ADDRSTRLEN];
+	struct ipaddr a;
+
+	if (sa->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+		inet_ntop(AF_INET6, &s6->sin6_addr, tmp, sizeof tmp);
+		snprintf(port, portlen, "%u", ntohs(s6->sin6_port));
+	} else {
+		const struct sockaddr_in *s4 = (const void *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, tmp, sizeof tmp);
+		snprintf(port, portlen, "%u", ntohs(s4->sin_port));
+	}
+	if (ip_parse(tmp, &a) == 0)
+		ip_format(&a, ip, iplen);
+	else
+		snprintf(ip, iplen, "%s", tmp);
+}
+
 /* tcp-environ(5) of a connection */
 struct tcpenv {
 	char ip[64], port[16], lip[64], lport[16];
@@ -169,34 +192,11 @@ tcp_env(const struct sockaddr_storage *peer, int fd, struct tcpenv *t)
 {
 	struct sockaddr_storage me;
 	socklen_t ml = sizeof me;
-	struct ipaddr a;
-	char tmp[INET6_ADDRSTRLEN];
 
 	memset(t, 0, sizeof *t);
-	if (peer->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const void *)peer;
-		inet_ntop(AF_INET6, &s6->sin6_addr, tmp, sizeof tmp);
-		snprintf(t->port, sizeof t->port, "%u", ntohs(s6->sin6_port));
-	} else {
-		const struct sockaddr_in *s4 = (const void *)peer;
-		inet_ntop(AF_INET, &s4->sin_addr, tmp, sizeof tmp);
-		snprintf(t->port, sizeof t->port, "%u", ntohs(s4->sin_port));
-	}
-	if (ip_parse(tmp, &a) == 0)
-		ip_format(&a, t->ip, sizeof t->ip);
-	if (getsockname(fd, (struct sockaddr *)&me, &ml) == 0) {
-		if (me.ss_family == AF_INET6) {
-			const struct sockaddr_in6 *s6 = (const void *)&me;
-			inet_ntop(AF_INET6, &s6->sin6_addr, tmp, sizeof tmp);
-			snprintf(t->lport, sizeof t->lport, "%u", ntohs(s6->sin6_port));
-		} else {
-			const struct sockaddr_in *s4 = (const void *)&me;
-			inet_ntop(AF_INET, &s4->sin_addr, tmp, sizeof tmp);
-			snprintf(t->lport, sizeof t->lport, "%u", ntohs(s4->sin_port));
-		}
-		if (ip_parse(tmp, &a) == 0)
-			ip_format(&a, t->lip, sizeof t->lip);
-	}
+	addr_text(peer, t->ip, sizeof t->ip, t->port, sizeof t->port);
+	if (getsockname(fd, (struct sockaddr *)&me, &ml) == 0)
+		addr_text(&me, t->lip, sizeof t->lip, t->lport, sizeof t->lport);
 }
 
 /* ... for a forked child */
@@ -341,8 +341,7 @@ accept_one(const struct settings *s, int *lfd, int nl, int l, char **chain, int 
 {
 	struct sockaddr_storage peer;
 	socklen_t pl = sizeof peer;
-	char ip[64], tmp[INET6_ADDRSTRLEN];
-	struct ipaddr a;
+	char ip[64], port[16];
 	int fd = accept4(lfd[l], (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC);
 
 	if (fd < 0) {
@@ -352,14 +351,7 @@ accept_one(const struct settings *s, int *lfd, int nl, int l, char **chain, int 
 		}
 		return;
 	}
-	if (peer.ss_family == AF_INET6)
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&peer)->sin6_addr, tmp, sizeof tmp);
-	else
-		inet_ntop(AF_INET, &((struct sockaddr_in *)&peer)->sin_addr, tmp, sizeof tmp);
-	if (ip_parse(tmp, &a) == 0)
-		ip_format(&a, ip, sizeof ip);
-	else
-		snprintf(ip, sizeof ip, "%s", tmp);
+	addr_text(&peer, ip, sizeof ip, port, sizeof port);
 	reap();
 	if (active >= s->max_connections)
 		refuse(fd, s, ip, "too many connections");

@@ -77,12 +77,17 @@ merge_folders(struct buf *out, const char *old, const struct buf *ours)
 /* Run as a fork server (smtpd-lite -l): the next program runs as one
  * too when it can (deliver can), else each worker execs it as before. */
 static struct {
-	const struct opts *o;
-	struct loaded *l;
-	char **argv;
-	int ctl;		/* the next program's control socket, -1 none */
+	char **argv;		/* the next program; NULL: not a fork server */
+	int ctl;		/* its control socket, -1 none */
 	pid_t pid;
-} srv = { NULL, NULL, NULL, -1, 0 };
+} srv = { NULL, -1, 0 };
+
+struct chain_ctx {
+	const struct opts *o;
+	struct settings *set;
+	struct loaded *l;
+	char **argv;		/* the next program */
+};
 
 extern char **environ;
 
@@ -99,8 +104,9 @@ next_start(void)
 static void
 server_refresh(void *arg)
 {
-	(void)arg;
-	rp_refresh(srv.o, srv.l);
+	const struct chain_ctx *ctx = arg;
+
+	rp_refresh(ctx->o, ctx->l);
 	if (srv.ctl >= 0 && kill(srv.pid, 0) < 0 && errno == ESRCH) {
 		log_warn("the %s server is gone; starting it again", srv.argv[0]);
 		close(srv.ctl);
@@ -142,13 +148,6 @@ next_via_server(long long timeout_s)
 	forkserver_exit(st);
 }
 
-struct chain_ctx {
-	const struct opts *o;
-	struct settings *set;
-	struct loaded *l;
-	char **argv;		/* the next program */
-};
-
 static int chain_one(void *arg);
 
 int
@@ -168,8 +167,6 @@ chain_mode(const struct opts *o, char **argv)
 		fail(EXIT_TEMP, "4.3.0 ruleproc: rules configuration error, try again later");
 	}
 	if (forkserver_fd() >= 0) {
-		srv.o = o;
-		srv.l = &l;
 		srv.argv = argv;
 		next_start();
 		forkserver_serve_workers(FS_CHAIN, set.timeout_chain, FS_MAX_USE, server_refresh, chain_one,
@@ -196,7 +193,7 @@ chain_one(void *arg)
 	struct buf rc = BUF_INIT, fo = BUF_INIT, fm = BUF_INIT;
 
 	log_init("ruleproc", getenv("MXID"));
-	if (srv.o)	/* a worker: its rules as they are now */
+	if (srv.argv)	/* a worker: its rules as they are now */
 		rp_refresh(o, lp);
 	memset(&e, 0, sizeof e);
 	e.sender = getenv("SENDER") ? getenv("SENDER") : "";

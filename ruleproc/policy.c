@@ -149,14 +149,17 @@ decide(const struct opts *o, struct loaded *l, const struct req *r, enum rstage 
 	free(rcpt);
 }
 
-/* One request of the event-driven server (forkserver_serve_policy);
- * arg is the rules in force. */
-static const struct opts *server_opts;
+/* One request of the event-driven server (forkserver_serve_policy). */
+struct policy_ctx {
+	const struct opts *o;
+	struct loaded *l;	/* the rules in force */
+};
 
 static int
 serve_request(void *arg, char *req, size_t len, struct buf *out)
 {
 	static struct req r = { BUF_INIT, NULL, NULL, NULL, NULL, NULL, NULL, NULL };
+	const struct policy_ctx *x = arg;
 	enum rstage st;
 	size_t off, n;
 
@@ -171,14 +174,16 @@ serve_request(void *arg, char *req, size_t len, struct buf *out)
 	if (stage_of(r.state, &st) < 0)
 		buf_adds(out, "action=DUNNO\n\n");
 	else
-		decide(server_opts, arg, &r, st, out);
+		decide(x->o, x->l, &r, st, out);
 	return 0;
 }
 
 static void
-policy_refresh(void *l)
+policy_refresh(void *arg)
 {
-	rp_refresh(server_opts, l);
+	struct policy_ctx *x = arg;
+
+	rp_refresh(x->o, x->l);
 }
 
 int
@@ -197,8 +202,8 @@ policy_mode(const struct opts *o)
 		return EXIT_TEMP;
 	}
 	if (forkserver_fd() >= 0) {	/* smtpd-lite -l: every session, one process */
-		server_opts = o;
-		forkserver_serve_policy(serve_request, REQ_MAX, policy_refresh, &l);
+		struct policy_ctx x = { o, &l };
+		forkserver_serve_policy(serve_request, REQ_MAX, policy_refresh, &x);
 	}
 	while ((got = read_req(&r)) > 0) {
 		enum rstage st;

@@ -145,36 +145,39 @@ int
 forkserver_request(int ctl, enum fs_kind kind, int passfd, char *const envp[],
     long long deadline_ms)
 {
-	int sv[2], fds[2], nfd = 1, e, i;
-	size_t nl, envlen = 0;
+	int sv[2] = { -1, -1 }, fds[2], nfd = 1, e, i;
+	size_t nl;
+	struct buf env = BUF_INIT;
 
+	/* one write: each small one could wake the reader (issue 7) */
 	for (i = 0; envp && envp[i]; i++)
 		if (envelope_name(envp[i], &nl) >= 0)
-			envlen += strlen(envp[i]) + 1;
-	if (envlen > ENV_MAX) {
+			buf_add(&env, envp[i], strlen(envp[i]) + 1);
+	if (env.len > ENV_MAX) {
 		errno = E2BIG;
-		return -1;
+		goto fail;
 	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-		return -1;
+		goto fail;
 	fds[0] = sv[1];
 	if (passfd >= 0)
 		fds[nfd++] = passfd;
 	if (wait_writable(ctl, deadline_ms) < 0 ||
-	    send_fds(ctl, (char)kind, envlen, fds, nfd) < 0)
+	    send_fds(ctl, (char)kind, env.len, fds, nfd) < 0)
 		goto fail;
 	close(sv[1]);
 	sv[1] = -1;
 	/* the child reads the environment first: a large one cannot
 	 * dead-lock against our later writes */
-	for (i = 0; envp && envp[i]; i++)
-		if (envelope_name(envp[i], &nl) >= 0 &&
-		    fd_write_all(sv[0], envp[i], strlen(envp[i]) + 1) < 0)
-			goto fail;
+	if (env.len && fd_write_all(sv[0], env.s, env.len) < 0)
+		goto fail;
+	buf_free(&env);
 	return sv[0];
 fail:
 	e = errno;
-	close(sv[0]);
+	buf_free(&env);
+	if (sv[0] >= 0)
+		close(sv[0]);
 	if (sv[1] >= 0)
 		close(sv[1]);
 	errno = e;

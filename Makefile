@@ -9,7 +9,7 @@ BUILD   ?= build
 
 PROGS   = mkcdb relaycheck smtpd-lite deliver ruleproc mxqueue mkauth
 DEB_BUILD = libcdb-dev tinycdb libmilter-dev libbsd-dev libssl-dev libcrypt-dev pkg-config gcc make
-DEB_TEST  = ucspi-tcp swaks python3 procps postfix dovecot-core dovecot-pop3d dovecot-imapd postgrey miltertest dnsmasq-base openssl libnet-ssleay-perl libio-socket-ssl-perl opendkim opendkim-tools clamav-daemon clamav-milter rspamd
+DEB_TEST  = ucspi-tcp swaks python3 procps strace postfix dovecot-core dovecot-pop3d dovecot-imapd postgrey miltertest dnsmasq-base openssl libnet-ssleay-perl libio-socket-ssl-perl opendkim opendkim-tools clamav-daemon clamav-milter rspamd
 
 PKGS_ALL  = libbsd-overlay libcdb
 CC      ?= cc

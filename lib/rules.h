@@ -269,6 +269,11 @@ struct rresult {
 void rules_run(const struct ruleset *rs, const struct renv *e, enum rstage upto,
     struct rresult *res, struct buf *trace);
 void rresult_free(struct rresult *res);
+/* The envelope stages (bit 1 << ST_CONNECT .. ST_RCPT) at which
+ * rules_run() can end in a reject or tempfail: a rule with that final
+ * action is reached at that stage. Elsewhere a policy answer is always
+ * DUNNO (a regex that fails to compile then shows at DATA instead). */
+unsigned rules_envelope_stages(const struct ruleset *rs);
 /* Final recipient list (redirects applied, copies added, duplicates
  * removed, discarded dropped); *folders gets "addr\tFolder" lines. */
 void rresult_recipients(const struct rresult *res, struct buf *rcpts, struct buf *folders);

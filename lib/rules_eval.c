@@ -921,3 +921,25 @@ rresult_modifies(const struct rresult *res)
 {
 	return res->nh > 0 || res->tag != NULL;
 }
+
+unsigned
+rules_envelope_stages(const struct ruleset *rs)
+{
+	unsigned m = 0;
+	int st, i;
+
+	for (st = ST_CONNECT; st <= ST_RCPT; st++)
+		for (i = 0; i < rs->nrules; i++) {
+			const struct rule *r = &rs->rules[i];
+			if ((int)r->stage > st) {
+				if (r->cont)
+					continue;
+				break;	/* as rules_run: no later rule decides now */
+			}
+			if (r->has_final && (r->final == A_REJECT || r->final == A_TEMPFAIL)) {
+				m |= 1u << st;
+				break;
+			}
+		}
+	return m;
+}

@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "forkserver.h"
 #include "log.h"
+#include "pstages.h"
 #include "relaycheck.h"
 
 #define REQ_MAX 65536		/* bytes in one policy request */
@@ -255,13 +256,28 @@ answer_to(struct buf *out, const struct verdict *v)
 	}
 }
 
+/* The answer, and when smtpd-lite asks which stages need us
+ * (pstages.h): RCPT only. CONNECT has been answered, and at HELO and
+ * MAIL we would repeat its decision (the client's access entry) and the
+ * sender syntax check smtpd-lite has already made. */
 static void
-answer(const struct verdict *v)
+answer_req(struct buf *out, const struct verdict *v, const struct request *r)
+{
+	answer_to(out, v);
+	if (pstages_asked(r->raw.s, r->raw.len)) {
+		out->len--;	/* the empty line comes last */
+		pstages_reply(out, PST_RCPT);
+		buf_addc(out, '\n');
+	}
+}
+
+static void
+answer(const struct verdict *v, const struct request *r)
 {
 	static struct buf out = BUF_INIT;
 
 	buf_clear(&out);
-	answer_to(&out, v);
+	answer_req(&out, v, r);
 	fwrite(out.s, 1, out.len, stdout);
 }
 
@@ -333,7 +349,7 @@ serve_request(void *arg, char *req, size_t len, struct buf *out)
 		log_info("%s %s %s%s: %s", r.state ? r.state : "?", r.client ? r.client : "-",
 		    r.rcpt ? r.rcpt : "", v.kind == V_REJECT || v.kind == V_DEFER ? " rejected" : "",
 		    v.why);
-	answer_to(out, &v);
+	answer_req(out, &v, &r);
 	return 0;
 }
 
@@ -353,7 +369,7 @@ policy_mode(struct rc *rc)
 			log_info("%s %s %s%s: %s", r.state ? r.state : "?",
 			    r.client ? r.client : "-", r.rcpt ? r.rcpt : "",
 			    v.kind == V_REJECT || v.kind == V_DEFER ? " rejected" : "", v.why);
-		answer(&v);
+		answer(&v, &r);
 		/* flush only when no further request is already buffered */
 		if (in.pos >= in.end && fflush(stdout) == EOF)
 			diesys(EXIT_TEMP, "write");

@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "forkserver.h"
 #include "log.h"
+#include "pstages.h"
 #include "ruleproc.h"
 
 #define REQ_MAX 65536
@@ -149,6 +150,24 @@ decide(const struct opts *o, struct loaded *l, const struct req *r, enum rstage 
 	free(rcpt);
 }
 
+/* The answer to one request, with the stages still worth asking when
+ * smtpd-lite asks (pstages.h). */
+static void
+answer(const struct opts *o, struct loaded *l, const struct req *r, struct buf *out)
+{
+	enum rstage st;
+
+	if (stage_of(r->state, &st) < 0)
+		buf_adds(out, "action=DUNNO\n\n");
+	else
+		decide(o, l, r, st, out);
+	if (pstages_asked(r->raw.s, r->raw.len)) {
+		out->len--;	/* the empty line comes last */
+		pstages_reply(out, rules_envelope_stages(&l->rs));
+		buf_addc(out, '\n');
+	}
+}
+
 /* One request of the event-driven server (forkserver_serve_policy). */
 struct policy_ctx {
 	const struct opts *o;
@@ -160,7 +179,6 @@ serve_request(void *arg, char *req, size_t len, struct buf *out)
 {
 	static struct req r = { BUF_INIT, NULL, NULL, NULL, NULL, NULL, NULL, NULL };
 	const struct policy_ctx *x = arg;
-	enum rstage st;
 	size_t off, n;
 
 	for (off = 0; off < len; off += n + 1) {
@@ -171,10 +189,7 @@ serve_request(void *arg, char *req, size_t len, struct buf *out)
 	buf_clear(&r.raw);
 	buf_add(&r.raw, req, len);
 	parse_req(&r);
-	if (stage_of(r.state, &st) < 0)
-		buf_adds(out, "action=DUNNO\n\n");
-	else
-		decide(x->o, x->l, &r, st, out);
+	answer(x->o, x->l, &r, out);
 	return 0;
 }
 
@@ -206,13 +221,8 @@ policy_mode(const struct opts *o)
 		forkserver_serve_policy(serve_request, REQ_MAX, policy_refresh, &x);
 	}
 	while ((got = read_req(&r)) > 0) {
-		enum rstage st;
-
 		rp_refresh(o, &l);
-		if (stage_of(r.state, &st) < 0)
-			buf_adds(&out, "action=DUNNO\n\n");
-		else
-			decide(o, &l, &r, st, &out);
+		answer(o, &l, &r, &out);
 		fwrite(out.s, 1, out.len, stdout);
 		buf_clear(&out);
 		if (stdin->_IO_read_ptr >= stdin->_IO_read_end && fflush(stdout) == EOF)

@@ -26,6 +26,7 @@
 
 #include "forkserver.h"
 #include "log.h"
+#include "pstages.h"
 #include "smtpd.h"
 #include "progspawn.h"
 
@@ -42,6 +43,7 @@ struct svc {
 	char *where;		/* SK_UNIX path, SK_INET host:port */
 	char name[64];		/* for logs */
 	unsigned stages;	/* 1 << enum pstage: when it is asked */
+	int builtin;		/* relaycheck or ruleproc: may narrow stages */
 	int fd;			/* -1: not connected */
 	int ctl;		/* SK_EXEC: the program's fork server, -1 none */
 	pid_t pid;
@@ -78,28 +80,22 @@ policy_set_sasl(const char *method, const char *user)
 #define ALL_STAGES ((1u << PS_CONNECT) | (1u << PS_HELO) | (1u << PS_EHLO) | \
     (1u << PS_MAIL) | (1u << PS_RCPT))
 
-/* "connect,helo,mail,rcpt" (helo covers EHLO too); 0 if bad. */
+/* pstages.h's bits -> ours (helo covers EHLO too) */
+static unsigned
+stage_bits(unsigned pst)
+{
+	return (pst & PST_CONNECT ? 1u << PS_CONNECT : 0) |
+	    (pst & PST_HELO ? (1u << PS_HELO) | (1u << PS_EHLO) : 0) |
+	    (pst & PST_MAIL ? 1u << PS_MAIL : 0) | (pst & PST_RCPT ? 1u << PS_RCPT : 0);
+}
+
+/* "connect,helo,mail,rcpt"; 0 if bad (or none). */
 static unsigned
 parse_stages(const char *s)
 {
-	static const char *const names[] = { "connect", "helo", "mail", "rcpt" };
-	static const unsigned bits[] = { 1u << PS_CONNECT,
-	    (1u << PS_HELO) | (1u << PS_EHLO), 1u << PS_MAIL, 1u << PS_RCPT };
-	unsigned m = 0;
+	unsigned m;
 
-	while (*s) {
-		size_t l = strcspn(s, ","), i;
-		for (i = 0; i < 4; i++)
-			if (l == strlen(names[i]) && !strncasecmp(s, names[i], l))
-				break;
-		if (i == 4)
-			return 0;
-		m |= bits[i];
-		s += l;
-		if (*s == ',')
-			s++;
-	}
-	return m;
+	return pstages_parse(s, &m) < 0 ? 0 : stage_bits(m);
 }
 
 static void
@@ -153,6 +149,7 @@ svc_argv(const char *prog, const char *bindir, const char *confdir)
 
 	svc_add(SK_EXEC, "", prog);
 	v = &svcs[nsvc - 1];
+	v->builtin = 1;
 	free_words(v->argv);
 	v->argv = policy_prog_argv(bindir, prog, confdir);
 	v->ctl = servers_policy_ctl(prog);
@@ -307,13 +304,13 @@ static int
 send_all(int fd, const char *s, size_t n, long long deadline)
 {
 	while (n > 0) {
-		ssize_t w;
+		/* the socket is nearly always writable: wait only when not */
+		ssize_t w = send(fd, s, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 
-		if (wait_fd(fd, POLLOUT, deadline) <= 0)
-			return -1;
-		w = send(fd, s, n, MSG_NOSIGNAL);
 		if (w < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN && wait_fd(fd, POLLOUT, deadline) > 0)
 				continue;
 			return -1;
 		}
@@ -350,6 +347,30 @@ recv_reply(int fd, char *rep, size_t cap, long long deadline)
 			return -1;	/* an empty reply */
 		if (len >= cap - 1)
 			return -1;
+	}
+}
+
+/* A built-in service's "mx_stages=LIST" (pstages.h): the stages it is
+ * asked at for the rest of the session. */
+static void
+take_stages(struct svc *v, const char *rep)
+{
+	const size_t al = sizeof PSTAGES_ATTR;	/* "mx_stages=" */
+
+	while (*rep) {
+		size_t l = strcspn(rep, "\r\n");
+		char list[64];
+		unsigned m;
+
+		if (l >= al && l - al < sizeof list && !strncmp(rep, PSTAGES_ATTR "=", al)) {
+			memcpy(list, rep + al, l - al);
+			list[l - al] = 0;
+			if (pstages_parse(list, &m) == 0)
+				v->stages = stage_bits(m);
+			return;
+		}
+		rep += l;
+		rep += strspn(rep, "\r\n");
 	}
 }
 
@@ -492,7 +513,7 @@ void
 policy_check(const struct preq *q, struct pres *r)
 {
 	static char rep[REPLY_CAP];
-	struct buf req = BUF_INIT;
+	struct buf req = BUF_INIT, reqx = BUF_INIT;
 	struct flags f;
 	int i;
 
@@ -502,16 +523,23 @@ policy_check(const struct preq *q, struct pres *r)
 	r->reply[0] = r->service[0] = r->redirect[0] = 0;
 	buf_clear(&r->prepend);
 	build_request(&req, q);
+	if (q->stage == PS_CONNECT) {	/* built-in services: which stages need them */
+		buf_add(&reqx, req.s, req.len - 1);
+		buf_adds(&reqx, PSTAGES_QUERY "\n\n");
+	}
 	for (i = 0; i < nsvc; i++) {
+		int narrow = svcs[i].builtin && q->stage == PS_CONNECT;
 		char *act;
 
 		if (!(svcs[i].stages & (1u << q->stage)))
 			continue;
-		if (ask(&svcs[i], &req, rep) < 0) {
+		if (ask(&svcs[i], narrow ? &reqx : &req, rep) < 0) {
 			set_reply(r, 451, "4.3.0", "Policy service unavailable, try again later",
 			    svcs[i].name);
 			break;
 		}
+		if (narrow)
+			take_stages(&svcs[i], rep);
 		if (!(act = reply_action(rep))) {
 			log_warn("policy %s: reply without action=", svcs[i].name);
 			set_reply(r, 451, "4.3.0", "Policy service failure, try again later",
@@ -525,6 +553,7 @@ policy_check(const struct preq *q, struct pres *r)
 			break;
 	}
 	buf_free(&req);
+	buf_free(&reqx);
 	if (r->code == 0 && f.defer_if_permit)
 		set_reply(r, 450, "4.7.1", f.dip_text, f.dip_svc);
 	if (r->code)

@@ -64,6 +64,10 @@ is "$(echo "$out" | grep -c '^action=')" 7 "one answer per request"
 is "$(echo "$out" | grep '^action=' | tr '\n' '|')" "action=DUNNO|action=DUNNO|action=554 5.7.1 <x@elsewhere.test>: Relay access denied|action=OK|action=554 5.7.1 You are listed as a source of spam|action=550 5.1.1 <nobody@example.com>: Recipient address rejected: User unknown|action=553 5.1.7 Bad sender address syntax|" "policy answers"
 out=$(printf 'request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=127.0.0.1\nrecipient=x@elsewhere.test\nsasl_username=alice\n\n' | relaycheck -p -c "$C")
 is "$out" "action=OK" "authenticated client may relay"
+out=$(printf 'request=smtpd_access_policy\nprotocol_state=CONNECT\nclient_address=127.0.0.1\nmx_stages=query\n\n' | relaycheck -p -c "$C")
+is "$(echo "$out" | tr '\n' '|')" "action=DUNNO|mx_stages=rcpt|" "mx_stages=query (smtpd-lite at CONNECT): asked again at RCPT only"
+out=$(printf 'request=smtpd_access_policy\nprotocol_state=CONNECT\nclient_address=127.0.0.3\nmx_stages=query\n\n' | relaycheck -p -c "$C")
+is "$(echo "$out" | tr '\n' '|')" "action=554 5.7.1 You are listed as a source of spam|mx_stages=rcpt|" "... beside a reject too"
 out=$(printf 'garbage line\n\n' | relaycheck -p -c "$C" 2>/dev/null); rc=$?
 is "$out:$rc" ":100" "malformed request: no answer, disconnect"
 

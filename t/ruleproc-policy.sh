@@ -62,6 +62,26 @@ for want in "action=554 5.7.1 Your network is blocked" "action=DUNNO" "action=55
 done
 like "$(cat "$T/err")" 'RCPT reject client=192.0.2.1 sender=<bob@example.net> rcpt=<x@old.example.net> rule="Old domain" line=9' "decision logged with rule and line"
 
+# mx_stages (smtpd-lite's query at CONNECT): the stages where some rule
+# can still reject or tempfail; none asked, none said
+out=$(req CONNECT 192.0.2.1 '' '' '' 'mx_stages=query
+' | ruleproc -p -c "$C" 2>/dev/null)
+is "$(echo "$out" | tr '\n' '|')" "action=DUNNO|mx_stages=connect,helo,mail,rcpt|" "mx_stages=query: every stage (a client rule comes first)"
+is "$(req CONNECT 192.0.2.1 '' '' '' '' | ruleproc -p -c "$C" 2>/dev/null | grep -c mx_stages)" 0 "no query, no mx_stages"
+stages_for() {	# RULES -> the mx_stages line
+	printf '%b' "$1" >"$T/r2"
+	mkdir -p "$T/c2" && cp -r "$C"/. "$T/c2/" && cp "$T/r2" "$T/c2/rules" && rm -f "$T/c2/rules.ok"
+	req CONNECT 192.0.2.1 '' '' '' 'mx_stages=query
+' | ruleproc -p -c "$T/c2" 2>/dev/null | grep mx_stages
+}
+is "$(stages_for 'rule "a"\n    recipient *@old.example\n    reject 550 5.1.1 "gone"\n')" "mx_stages=rcpt" "a recipient reject: rcpt only"
+is "$(stages_for 'rule "a"\n    sender *@x.example\n    discard\nrule "b"\n    helo localhost\n    tempfail 450 4.7.1 "who"\n')" \
+    "mx_stages=mail,rcpt" "a discard rule cannot answer, but a HELO tempfail after a MAIL rule waits for MAIL"
+is "$(stages_for 'rule "a"\n    body *x*\n    reject 550 5.7.1 "x"\nrule "b"\n    client 10.0.0.0/8\n    reject 554 5.7.1 "no"\n')" \
+    "mx_stages=none" "a DATA rule first: none (no later rule decides before DATA)"
+is "$(stages_for 'rule "a"\n    body *x*\n    add-header X-A "1"\n    continue\nrule "b"\n    sender *@y.example\n    reject 550 5.7.1 "no"\n')" \
+    "mx_stages=mail,rcpt" "... unless it continues"
+
 # malformed request: no answer, exit
 out=$(printf 'request=smtpd_access_policy\nprotocol_state=RCPT\nthis line has no equals sign\n\n' | ruleproc -p -c "$C" 2>"$T/err"); r=$?
 is "$out" "" "malformed request: no answer"

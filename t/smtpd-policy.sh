@@ -41,6 +41,29 @@ if [ -x "$BIN/ruleproc" ]; then
 	printf 'rule "No junk senders"\n    sender *@junk.example\n    reject 550 5.7.1 "No junk here"\n' >"$T/conf/rules"
 	is "$(talk "${E}MAIL FROM:<a@junk.example>\r\n$M$Q" | codes)" "220,250,550 5.7.1,250 2.1.0,221 2.0.0" "CONFDIR/rules: ruleproc -p asked after relaycheck"
 	like "$(cat "$T/log")" 'rejected service=ruleproc reply=550 5\.7\.1 No junk here' "the deciding service is logged"
+	# mx_stages: asked at CONNECT, each built-in service names the stages
+	# where it can still answer something but DUNNO; the others are skipped
+	stages_asked() {	# requests sent to the built-in services, per stage
+		strace -f -qq -s 4096 -e trace=sendto,write -o "$T/st" sh -c \
+		    "printf '$E${M}RCPT TO:<alice@example.com>\r\n$Q' | TCPREMOTEIP=127.0.0.1 smtpd-lite -c '$T/conf' $CHAIN '$T/out'" \
+		    >/dev/null 2>>"$T/log"
+		for st in CONNECT EHLO MAIL RCPT; do
+			printf '%s=%s ' $st "$(grep -c "protocol_state=$st" "$T/st")"
+		done
+	}
+	if command -v strace >/dev/null; then
+		is "$(stages_asked)" "CONNECT=2 EHLO=0 MAIL=1 RCPT=2 " \
+		    "a MAIL-stage reject rule: ruleproc asked from MAIL on, relaycheck at CONNECT and RCPT"
+		printf 'rule "Attachments"\n    attachment *.exe\n    reject 550 5.7.1 "No"\n' >"$T/conf/rules"
+		printf 'rule "Junk"\n    sender *@junk.example\n    reject 550 5.7.1 "No junk here"\n' >>"$T/conf/rules"
+		is "$(stages_asked)" "CONNECT=2 EHLO=0 MAIL=0 RCPT=1 " \
+		    "a DATA rule first: ruleproc asked at CONNECT only (no later rule decides before DATA)"
+		printf 'rule "Nets"\n    client 10.0.0.0/8\n    tempfail 451 4.7.1 "later"\n' >"$T/conf/rules"
+		is "$(stages_asked)" "CONNECT=2 EHLO=1 MAIL=1 RCPT=2 " "a client rule: ruleproc asked at every stage"
+		like "$(grep -c 'mx_stages=query' "$T/st")" '^2$' "only the CONNECT requests carry the query"
+	else
+		skip "strace not installed: the stages asked are not counted"
+	fi
 	rm -f "$T/conf/rules"
 	[ -f "$T/rules.keep" ] && mv "$T/rules.keep" "$T/conf/rules"
 else
@@ -57,6 +80,7 @@ for a in request=smtpd_access_policy protocol_state=CONNECT protocol_state=EHLO 
 	like "$log" "^$a\$" "request has $a"
 done
 is "$(grep -c '^protocol_state=' "$P/log")" 4 "one co-process answers all four stages"
+is "$(grep -c 'mx_stages' "$P/log")" 0 "a site's service never sees our mx_stages query"
 
 act RCPT "REJECT go away"
 is "$(rcpt_reply)" "554 5.7.1 go away" "REJECT text: 554 5.7.1 text"

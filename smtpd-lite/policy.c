@@ -46,11 +46,21 @@ struct svc {
 	int builtin;		/* relaycheck or ruleproc: may narrow stages */
 	int fd;			/* -1: not connected */
 	int ctl;		/* SK_EXEC: the program's fork server, -1 none */
+	int reused;		/* fd is a kept conversation, not yet answered on */
 	pid_t pid;
 };
 
 static struct svc svcs[MAXSVC];
 static int nsvc;
+/* A session worker serves one session after another: its conversations
+ * with the policy fork servers are kept for the next session (each
+ * request carries everything, the servers keep nothing per
+ * conversation), saving two set-ups and tear-downs a session. Kept only
+ * after a session ends normally, so never with an answer unread. */
+static struct kept {
+	int ctl, fd;
+} kept[MAXSVC];
+static int nkept;
 static long long tmo_ms;
 static char c_ip[64], c_name[256], c_lip[64], c_lport[16], c_rport[16];
 
@@ -164,6 +174,8 @@ policy_init(const struct settings *s, const char *bindir, const char *ip,
 	/* a session worker serves one session after another: nothing of
 	 * the last one's services, TLS or AUTH may reach this one's requests */
 	for (i = 0; i < nsvc; i++) {
+		if (svcs[i].fd >= 0)	/* the last session did not end normally */
+			close(svcs[i].fd);
 		free_words(svcs[i].argv);
 		free(svcs[i].where);
 	}
@@ -204,6 +216,14 @@ spawn(struct svc *v)
 	if (!v->argv[0])
 		return -1;
 	if (v->ctl >= 0) {	/* a child of the long-lived server: no exec */
+		int i;
+		for (i = 0; i < nkept; i++)
+			if (kept[i].ctl == v->ctl) {
+				v->fd = kept[i].fd;
+				v->reused = 1;
+				kept[i] = kept[--nkept];
+				return 0;
+			}
 		v->fd = forkserver_request(v->ctl, FS_POLICY, -1, environ, now_ms() + tmo_ms);
 		if (v->fd >= 0)
 			return 0;
@@ -501,11 +521,19 @@ ask(struct svc *v, const struct buf *req, char *rep)
 	}
 	if (send_all(v->fd, req->s, req->len, deadline) < 0 ||
 	    recv_reply(v->fd, rep, REPLY_CAP, deadline) < 0) {
+		if (v->reused && now_ms() < deadline) {
+			/* the server was restarted since the last session:
+			 * a query is safe to ask again, on a new conversation */
+			svc_close(v, 0);
+			v->reused = 0;
+			return ask(v, req, rep);
+		}
 		log_warn("policy %s: no valid answer (%s)", v->name,
 		    now_ms() >= deadline ? "timeout" : "dead or garbage");
 		svc_close(v, 1);
 		return -1;
 	}
+	v->reused = 0;
 	return 0;
 }
 
@@ -574,7 +602,10 @@ policy_close(void)
 
 	for (i = 0; i < nsvc; i++)
 		if (svcs[i].fd >= 0) {
-			close(svcs[i].fd);
+			if (svcs[i].ctl >= 0 && svcs[i].pid <= 0 && nkept < MAXSVC)
+				kept[nkept++] = (struct kept){ svcs[i].ctl, svcs[i].fd };
+			else
+				close(svcs[i].fd);
 			svcs[i].fd = -1;
 		}
 	for (i = 0; i < nsvc; i++) {

@@ -92,6 +92,45 @@ emit(struct dctx *d, char c)
 		wflush(d);
 }
 
+/* A run of text inside a line, without CR, LF or NUL: what emit() does
+ * byte by byte, at once (a 64 KiB message is mostly such runs). */
+static void
+emit_run(struct dctx *d, const char *s, size_t n)
+{
+	if (d->llen < sizeof d->lhead) {
+		size_t k = sizeof d->lhead - d->llen < n ? sizeof d->lhead - d->llen : n;
+		memcpy(d->lhead + d->llen, s, k);
+	}
+	d->llen += n;
+	d->r->size += (long long)n;
+	if (d->r->size > d->max_size)
+		d->r->toobig = 1;
+	while (n > 0 && !d->r->toobig && !d->r->ioerr) {
+		size_t k = sizeof d->wbuf - d->wlen < n ? sizeof d->wbuf - d->wlen : n;
+		memcpy(d->wbuf + d->wlen, s, k);
+		d->wlen += k;
+		s += k;
+		n -= k;
+		if (d->wlen == sizeof d->wbuf)
+			wflush(d);
+	}
+}
+
+/* The length of the plain run at s: up to the first CR, LF or NUL. */
+static size_t
+plain_run(const char *s, size_t n)
+{
+	const char *e = memchr(s, '\r', n), *x;
+
+	if (e)
+		n = (size_t)(e - s);
+	if ((x = memchr(s, '\n', n)))
+		n = (size_t)(x - s);
+	if ((x = memchr(s, 0, n)))
+		n = (size_t)(x - s);
+	return n;
+}
+
 /* Feed one byte; returns 1 at the end of the data. */
 static int
 step(struct dctx *d, enum dstate *st, int *bol, char c)
@@ -172,12 +211,19 @@ data_read(int fd, const struct settings *s, struct data_result *r)
 			r->timeout = rc == IO_TIMEOUT;
 			return;
 		}
-		for (i = 0; i < n; i++)
+		for (i = 0; i < n; i++) {
+			if (st == D_TEXT && !bol) {	/* inside a line: the plain run at once */
+				size_t k = plain_run(p + i, n - i);
+				emit_run(&d, p + i, k);
+				if ((i += k) == n)
+					break;
+			}
 			if (step(&d, &st, &bol, p[i])) {
 				io_consume(i + 1);
 				wflush(&d);
 				return;
 			}
+		}
 		io_consume(n);
 	}
 }

@@ -157,24 +157,35 @@ decode_2047(const char *s, size_t n, struct buf *out)
 	return any;
 }
 
+/* The body text for the rules: CRs dropped, NULs as blanks, up to
+ * body_limit. Whole runs between CRs at once (64 KiB messages). */
 static void
 body_put(struct rmsg *m, const char *p, size_t n)
 {
-	size_t i;
+	size_t i = 0;
 
-	for (i = 0; i < n; i++) {
-		char c = p[i];
+	while (i < n) {
+		const char *cr;
+		char *b, *e, *z;
+		size_t run, k;
+
 		if (m->body.len >= m->body_limit) {
 			m->body_trunc = 1;
 			return;
 		}
-		if (c == '\r')
+		if (p[i] == '\r') {
+			i++;
 			continue;
-		if (c == 0) {
-			m->nul_seen = 1;
-			c = ' ';
 		}
-		buf_addc(&m->body, c);
+		cr = memchr(p + i, '\r', n - i);
+		run = cr ? (size_t)(cr - (p + i)) : n - i;
+		k = run < m->body_limit - m->body.len ? run : m->body_limit - m->body.len;
+		buf_add(&m->body, p + i, k);
+		for (b = m->body.s + m->body.len - k, e = b + k; (z = memchr(b, 0, (size_t)(e - b))); b = z + 1) {
+			*z = ' ';
+			m->nul_seen = 1;
+		}
+		i += k;
 	}
 }
 
@@ -588,13 +599,14 @@ do_line(struct rmsg *m, char *s, size_t n, int trunc)
 {
 	size_t i;
 
+	char *z;
+
 	if (n && s[n - 1] == '\r')
 		n--;
-	for (i = 0; i < n; i++)
-		if (s[i] == 0) {
-			s[i] = ' ';
-			m->nul_seen = 1;
-		}
+	for (i = 0; (z = memchr(s + i, 0, n - i)); i = (size_t)(z - s) + 1) {
+		*z = ' ';
+		m->nul_seen = 1;
+	}
 	m->lines++;
 	if (m->in_hdr) {
 		if (m->in_hdr == 1 && m->lines == 1 && n > 5 && !memcmp(s, "From ", 5))

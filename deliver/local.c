@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "deliver.h"
@@ -272,6 +273,35 @@ local_deliver_group(struct local_ctx *c, struct rcpt *r, size_t nr, int g)
 	buf_free(&hdr);
 }
 
+/* Whether tmp/ is due for a clean: at most once an hour per tmp/ in
+ * a process that delivers many messages (a fork server's worker); an
+ * exec'ed deliver cleans every time, as it always did. */
+static int
+clean_due(const struct maildir *md)
+{
+	static struct {
+		dev_t dev;
+		ino_t ino;
+		time_t when;
+	} done[32];
+	static unsigned next;
+	time_t now = time(NULL);
+	unsigned i;
+
+	for (i = 0; i < 32; i++)
+		if (done[i].when && done[i].dev == md->dev && done[i].ino == md->tmpino) {
+			if (now - done[i].when < 3600 && now >= done[i].when)
+				return 0;
+			done[i].when = now;
+			return 1;
+		}
+	done[next % 32].dev = md->dev;
+	done[next % 32].ino = md->tmpino;
+	done[next % 32].when = now;
+	next++;
+	return 1;
+}
+
 void
 local_cleanup(struct local_ctx *c)
 {
@@ -279,13 +309,14 @@ local_cleanup(struct local_ctx *c)
 
 	for (i = 0; i < c->ncache; i++) {
 		struct mdc *e = c->cache[i];
-		if (e->ok) {
+		if (e->ok && clean_due(&e->md)) {
 			int n = maildir_clean_tmp(&e->md, MAILDIR_TMP_MAXAGE);
 			if (n > 0)
 				log_info("removed %d stale file%s from %s/tmp", n, n > 1 ? "s" : "",
 				    e->md.name);
-			maildir_close(&e->md);
 		}
+		if (e->ok)
+			maildir_close(&e->md);
 		free(e->path);
 		free(e->folder);
 		free(e);

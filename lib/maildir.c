@@ -143,7 +143,10 @@ maildir_open(struct maildir *m, int rootfd, const char *path, const char *folder
 			return -1;
 		}
 	}
-	if (create && make_subdirs(base) < 0) {
+	/* cur/, made last, is there: an existing Maildir, no mkdir of the
+	 * three (three system calls a message; issue 7) */
+	if (create && faccessat(base, "cur", F_OK, AT_SYMLINK_NOFOLLOW) < 0 &&
+	    make_subdirs(base) < 0) {
 		seterr(err, errlen, "cannot create tmp/new/cur in", path);
 		close(base);
 		return -1;
@@ -187,6 +190,7 @@ maildir_open(struct maildir *m, int rootfd, const char *path, const char *folder
 		return -1;
 	}
 	m->dev = st.st_dev;
+	m->tmpino = st.st_ino;
 	return 0;
 }
 

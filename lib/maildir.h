@@ -25,6 +25,7 @@ struct maildir {
 	int fd;			/* the Maildir (or folder) directory */
 	int tmpfd, newfd;	/* its tmp/ and new/ */
 	dev_t dev;		/* of tmp/, to know when a link can work */
+	ino_t tmpino;		/* of tmp/: which tmp/ was cleaned when */
 	char name[1300];	/* "path" or "path/.Folder", for logs */
 };
 

@@ -132,6 +132,18 @@ like "$(send bob@remote.test newuser@example.com)" '^250 250 250 ' "after mkcdb,
 is "$(nmail newuser)" 1 "... and delivered to newuser/"
 is "$(nstarted relaycheck)" 1 "relaycheck server not restarted for the table"
 
+# ---- 6b. settings edited in place: reused deliver workers read them again ----
+mkdir -p "$T/mail2" && chmod 777 "$T/mail2"
+cp "$T/conf/settings" "$T/settings.before"
+sed "s|^mailroot .*|mailroot $T/mail2|" "$T/settings.before" >"$T/settings.new"
+cat "$T/settings.new" >"$T/conf/settings"	# same file, same directory: only its own stat changes
+like "$(send bob@remote.test alice@example.com 'to mail2')" '^250 250 250 ' "settings edited in place: 250"
+is "$(ls "$T/mail2/alice/new" 2>/dev/null | wc -l | tr -d ' ')" 1 "... delivered under the new mailroot, without a restart"
+cat "$T/settings.before" >"$T/conf/settings"
+n=$(nmail alice)
+like "$(send bob@remote.test alice@example.com 'back')" '^250 250 250 ' "settings put back: 250"
+is "$(nmail alice)" $((n + 1)) "... delivered under the old mailroot again"
+
 # ---- 10. deliver failures through the fork server: 4xx / 5xx, never 250 ----
 n=$(nmail alice)
 mv "$T/mail/alice/new" "$T/alice-new"

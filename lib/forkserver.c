@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -93,13 +94,14 @@ forkserver_fd(void)
 struct record {
 	char kind;
 	uint32_t envlen;
+	uint64_t nonce;		/* FS_CHAIN: ends the status line (forkserver.h) */
 } __attribute__((packed));
 
 static int
-send_fds(int ctl, char kind, size_t envlen, const int *fds, int nfd)
+send_fds(int ctl, char kind, size_t envlen, uint64_t nonce, const int *fds, int nfd)
 {
 	char cbuf[CMSG_SPACE(2 * sizeof(int))];
-	struct record rec = { kind, (uint32_t)envlen };
+	struct record rec = { kind, (uint32_t)envlen, nonce };
 	struct iovec iov = { &rec, sizeof rec };
 	struct msghdr mh;
 	struct cmsghdr *c;
@@ -141,10 +143,27 @@ wait_writable(int fd, long long deadline_ms)
 	}
 }
 
+/* A request's nonce: not to be guessed from a message's text, which a
+ * program may echo on its stderr (splitmix64 over a random seed). */
+static uint64_t
+new_nonce(void)
+{
+	static uint64_t x;
+	uint64_t z;
+
+	if (!x && getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t)sizeof x)
+		x = (uint64_t)fs_now_ms() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&x;
+	z = (x += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return (z ^ (z >> 31)) | 1;	/* never 0 */
+}
+
 int
 forkserver_request(int ctl, enum fs_kind kind, int passfd, char *const envp[],
-    long long deadline_ms)
+    long long deadline_ms, uint64_t *nonce)
 {
+	uint64_t n = new_nonce();
 	int sv[2] = { -1, -1 }, fds[2], nfd = 1, e, i;
 	size_t nl;
 	struct buf env = BUF_INIT;
@@ -163,8 +182,10 @@ forkserver_request(int ctl, enum fs_kind kind, int passfd, char *const envp[],
 	if (passfd >= 0)
 		fds[nfd++] = passfd;
 	if (wait_writable(ctl, deadline_ms) < 0 ||
-	    send_fds(ctl, (char)kind, env.len, fds, nfd) < 0)
+	    send_fds(ctl, (char)kind, env.len, n, fds, nfd) < 0)
 		goto fail;
+	if (nonce)
+		*nonce = n;
 	close(sv[1]);
 	sv[1] = -1;
 	/* the child reads the environment first: a large one cannot
@@ -184,30 +205,38 @@ fail:
 	return -1;
 }
 
-/* "\001exit N" (a line without its '\n') -> N, else -1. */
+/* "\001exit N NONCE" (a line without its '\n') -> N, else -1: a line
+ * with another nonce is not the status of this request. */
 static int
-forkserver_status(const char *line, size_t len)
+forkserver_status(const char *line, size_t len, uint64_t nonce)
 {
 	size_t pl = sizeof FS_STATUS - 1, i;
+	char want[24];
 	int n = 0;
 
-	if (len <= pl || len > pl + 3 || memcmp(line, FS_STATUS, pl))
+	if (len <= pl || memcmp(line, FS_STATUS, pl))
 		return -1;
-	for (i = pl; i < len; i++) {
-		if (line[i] < '0' || line[i] > '9')
-			return -1;
+	for (i = pl; i < len && i < pl + 3 && line[i] >= '0' && line[i] <= '9'; i++)
 		n = n * 10 + (line[i] - '0');
-	}
-	return n <= 255 ? n : -1;
+	if (i == pl || n > 255)
+		return -1;
+	snprintf(want, sizeof want, " %016llx", (unsigned long long)nonce);
+	return len - i == strlen(want) && !memcmp(line + i, want, len - i) ? n : -1;
+}
+
+static int
+status_line(char *out, size_t outlen, int code, uint64_t nonce)
+{
+	return snprintf(out, outlen, "\n%s%d %016llx\n", FS_STATUS, code, (unsigned long long)nonce);
 }
 
 int
-forkserver_collect(int conv, void (*line)(void *, const char *, size_t), void *arg,
-    long long deadline_ms)
+forkserver_collect(int conv, uint64_t nonce, void (*line)(void *, const char *, size_t),
+    void *arg, long long deadline_ms)
 {
 	char b[1024];
 	size_t len = 0;
-	int status = -1, ignoring = 0;
+	int ignoring = 0;
 	struct pollfd p = { conv, POLLIN, 0 };
 
 	for (;;) {
@@ -233,17 +262,16 @@ forkserver_collect(int conv, void (*line)(void *, const char *, size_t), void *a
 		if (n == 0) {
 			if (len && !ignoring)
 				line(arg, b, len);
-			if (status < 0)
-				errno = EPIPE;
-			return status;
+			errno = EPIPE;	/* EOF without the status: it did not finish */
+			return -1;
 		}
 		len += (size_t)n;
 		while ((nl = memchr(b, '\n', len)) || len == sizeof b - 1) {
 			size_t l = nl ? (size_t)(nl - b) : len;
-			int st = forkserver_status(b, l);
+			int st = nl && !ignoring ? forkserver_status(b, l, nonce) : -1;
 			if (st >= 0)
-				status = st;
-			else if (!ignoring && l)
+				return st;	/* the last word: what may follow is not ours */
+			if (!ignoring && l)
 				line(arg, b, l);
 			ignoring = !nl;	/* the rest of an over-long line */
 			if (nl)
@@ -335,6 +363,7 @@ struct worker {
 	pid_t pid;
 	int sock;		/* parent's end */
 	int conv;		/* busy: our copy of the conversation; -1 idle */
+	uint64_t nonce;		/* of the request in hand */
 	long long deadline;	/* ms, 0 none */
 	long long idle_since;	/* ms: idle ones are sent away after a while */
 	int retiring;		/* served its last request: never given another */
@@ -346,6 +375,7 @@ struct worker {
 struct answer {
 	int code;
 	int last;
+	int reported;		/* FS_CHAIN: it wrote the status line itself */
 };
 
 static int sigchld_pipe[2] = { -1, -1 };
@@ -381,7 +411,7 @@ recv_request(int fd, struct record *rec, int *conv, int *passfd)
 	if (n <= 0)
 		return n == 0 ? 0 : (errno == EAGAIN || errno == EINTR ? 2 : -1);
 	if (n != (ssize_t)sizeof *rec || rec->envlen > ENV_MAX)
-		*rec = (struct record){ 0, 0 };	/* refused by the caller */
+		*rec = (struct record){ 0, 0, 0 };	/* refused by the caller */
 	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
 		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
 			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -474,12 +504,20 @@ worker_loop(enum fs_kind kind, int sock, int (*one)(void *), void *arg, int max_
 {
 	int uses, logfd = fcntl(2, F_DUPFD_CLOEXEC, 3), null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
+	if (kind == FS_CHAIN) {
+		/* a request's lines and then its status in one write: the
+		 * client wakes up once, not once a line (warnings still go
+		 * at once, log_hold) */
+		static char errbuf[16384];	/* ours: glibc keeps a used stream's 1-byte one */
+		fflush(stderr);
+		setvbuf(stderr, errbuf, _IOFBF, sizeof errbuf);
+		log_hold(1);
+	}
 	for (uses = 0; uses < max_use; uses++) {
 		struct pollfd p = { sock, POLLIN, 0 };
 		struct record rec;
-		int conv, passfd, r, code;
-
-		struct answer a;
+		int conv, passfd, r, code, on_conv;
+		struct answer a = { 0, 0, 0 };
 
 		if (poll(&p, 1, -1) <= 0)
 			break;
@@ -487,7 +525,8 @@ worker_loop(enum fs_kind kind, int sock, int (*one)(void *), void *arg, int max_
 			break;
 		if (r == 2)
 			continue;
-		if (passfd < 0 || worker_setup(kind, conv, passfd, rec.envlen) < 0)
+		on_conv = passfd >= 0 && worker_setup(kind, conv, passfd, rec.envlen) == 0;
+		if (!on_conv)
 			code = EXIT_TEMP;
 		else if (setjmp(wk.jb) == 0) {
 			wk.in_request = 1;
@@ -496,17 +535,26 @@ worker_loop(enum fs_kind kind, int sock, int (*one)(void *), void *arg, int max_
 			code = wk.code;
 		wk.in_request = 0;
 		alarm(0);
+		a.code = code;
+		a.last = uses + 1 == max_use;
+		if (kind == FS_CHAIN && on_conv) {
+			/* the status from here: the client need not wait for
+			 * the parent (one wake-up less on the way back) */
+			char st[64];
+			status_line(st, sizeof st, code, rec.nonce);
+			fputs(st, stderr);
+			a.reported = 1;
+		}
+		/* the parent first: it must see us free before the client,
+		 * told the status, asks again (else it forks another worker) */
+		if (send(sock, &a, sizeof a, MSG_NOSIGNAL) != (ssize_t)sizeof a)
+			break;
 		fflush(NULL);
-		/* our copies of the conversation closed: the client's EOF
-		 * comes with the parent's status line */
+		/* our copies of the conversation closed */
 		(void)dup2(null, 0);
 		if (kind == FS_SESSION)
 			(void)dup2(null, 1);
 		(void)dup2(logfd, 2);
-		a.code = code;
-		a.last = uses + 1 == max_use;
-		if (send(sock, &a, sizeof a, MSG_NOSIGNAL) != (ssize_t)sizeof a)
-			break;
 	}
 	/* ends after its last answer, or when the parent closes our socket
 	 * (idle, or the server ends); 111 if ever taken for a request's end */
@@ -518,15 +566,27 @@ worker_loop(enum fs_kind kind, int sock, int (*one)(void *), void *arg, int max_
 static void
 report(struct worker *w, int code)
 {
-	char line[32];
+	char line[64];
 	int n;
 
 	if (w->conv < 0)
 		return;
-	n = snprintf(line, sizeof line, "\n%s%d\n", FS_STATUS, code);
+	n = status_line(line, sizeof line, code, w->nonce);
 	(void)!fd_write_all(w->conv, line, (size_t)n);
 	close(w->conv);
 	w->conv = -1;
+}
+
+/* A worker's answer: the request is done (its status written by it,
+ * or now by us). */
+static void
+answered(struct worker *w, const struct answer *a)
+{
+	if (a->reported && w->conv >= 0) {
+		close(w->conv);
+		w->conv = -1;
+	}
+	report(w, a->code);
 }
 
 static void
@@ -557,7 +617,7 @@ reap(struct worker *ws, int *nw)
 				 * or died) */
 				if (ws[i].conv >= 0 && ws[i].sock >= 0 &&
 				    recv(ws[i].sock, &a, sizeof a, MSG_DONTWAIT) == (ssize_t)sizeof a)
-					code = a.code;
+					answered(&ws[i], &a);
 				worker_gone(ws, nw, i, code);
 				break;
 			}
@@ -626,6 +686,47 @@ spawn_worker(enum fs_kind kind, struct worker *ws, int nw, int ctl, int conv, in
 	return 0;
 }
 
+/* A busy worker's answer, if it is there: 1 taken (it is free, or
+ * retiring), 0 not yet, -1 its socket is closed or broken. */
+static int
+take_answer(struct worker *w)
+{
+	struct answer a;
+	ssize_t n = recv(w->sock, &a, sizeof a, MSG_DONTWAIT);
+
+	if (n == (ssize_t)sizeof a) {
+		answered(w, &a);
+		w->deadline = 0;
+		w->retiring = a.last;
+		w->idle_since = fs_now_ms();
+		return 1;
+	}
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ? -1 : 0;
+}
+
+/* Answers that came after the main poll looked: a worker answers us
+ * just before its status reaches the client, who may ask again at
+ * once; the request must find that worker free (else another worker is
+ * forked, and a client's requests wander between them). One poll. */
+static void
+drain_answers(struct worker *ws, int nw)
+{
+	static struct pollfd p[MAX_CHILDREN];
+	static int idx[MAX_CHILDREN];
+	int i, np = 0;
+
+	for (i = 0; i < nw; i++)
+		if (ws[i].conv >= 0 && ws[i].sock >= 0) {
+			idx[np] = i;
+			p[np++] = (struct pollfd){ ws[i].sock, POLLIN, 0 };
+		}
+	if (np == 0 || poll(p, (nfds_t)np, 0) <= 0)
+		return;
+	for (i = 0; i < np; i++)
+		if (p[i].revents & POLLIN)
+			(void)take_answer(&ws[idx[i]]);	/* closed: the main loop sees it */
+}
+
 /* Hand one request to an idle worker, or a new one. */
 static void
 dispatch(struct worker *ws, int *nw, int ctl, const struct record *rec, int conv, int passfd,
@@ -633,6 +734,7 @@ dispatch(struct worker *ws, int *nw, int ctl, const struct record *rec, int conv
 {
 	int i, fds[2] = { conv, passfd };
 
+	drain_answers(ws, *nw);
 	for (i = 0; i < *nw && (ws[i].conv >= 0 || ws[i].retiring); i++)
 		;
 	if (i == *nw) {
@@ -645,7 +747,8 @@ dispatch(struct worker *ws, int *nw, int ctl, const struct record *rec, int conv
 		}
 		(*nw)++;
 	}
-	if (send_fds(ws[i].sock, rec->kind, rec->envlen, fds, 2) < 0) {
+	ws[i].nonce = rec->nonce;
+	if (send_fds(ws[i].sock, rec->kind, rec->envlen, rec->nonce, fds, 2) < 0) {
 		close(passfd);
 		ws[i].conv = conv;
 		kill(ws[i].pid, SIGKILL);
@@ -708,18 +811,10 @@ forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
 		/* answers first (they free workers), from the last so that
 		 * removing one does not move an unvisited one */
 		for (i = nw - 1; i >= 0; i--) {
-			struct answer a;
-			ssize_t n;
 			if (i + first >= np - (open_ && busy < MAX_CHILDREN) ||
-			    !(p[i + first].revents & (POLLIN | POLLHUP | POLLERR)))
+			    !(p[i + first].revents & (POLLIN | POLLHUP | POLLERR)) || ws[i].sock < 0)
 				continue;
-			n = recv(ws[i].sock, &a, sizeof a, MSG_DONTWAIT);
-			if (n == (ssize_t)sizeof a) {
-				report(&ws[i], a.code);
-				ws[i].deadline = 0;
-				ws[i].retiring = a.last;
-				ws[i].idle_since = fs_now_ms();
-			} else if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+			if (take_answer(&ws[i]) < 0) {
 				if (ws[i].conv >= 0) {
 					/* busy: it died, or exec'ed the program
 					 * (which closed our socket); its exit

@@ -21,14 +21,18 @@
  *              answers, all sessions served by one process;
  *   FS_CHAIN:  a worker runs the program on it with fd 0 the message and
  *              fd 2 the conversation (whose last line is its reason).
- * For FS_CHAIN the server writes "\n" FS_STATUS "N\n" on the conversation
- * when the program is done (N its exit code; 111 if it was killed or ran
- * over the time limit), then closes its end: EOF without that line means
- * a temporary failure, so nothing is ever taken as delivered unless the
- * program itself said so. A server ends when every client end of its
+ * For FS_CHAIN the conversation ends with "\n" FS_STATUS "N NONCE\n": N
+ * the exit code, NONCE (16 hex digits) the request's, which the client
+ * drew and no program's output can guess. The worker writes it when the
+ * program is done, after the program's held lines (one write, so the
+ * client wakes once); if the worker died, exec'ed or ran over the time
+ * limit the server writes it (N 111, or the exec'ed program's code).
+ * EOF without that line means a temporary failure, so nothing is ever
+ * taken as delivered unless the program itself said so. A server ends when every client end of its
  * control socket is closed, after the requests in progress. */
 #ifndef MX_FORKSERVER_H
 #define MX_FORKSERVER_H
+#include <stdint.h>
 #include <sys/types.h>
 
 #define FORKSERVER_ENV "FORKSERVER_FD"
@@ -83,14 +87,15 @@ int forkserver_start(char *const argv[], char *const envp[], pid_t *pid);
  * NULL-terminated (names outside the envelope set are not sent);
  * deadline in ms of CLOCK_MONOTONIC (fs_now_ms()). */
 int forkserver_request(int ctl, enum fs_kind kind, int passfd, char *const envp[],
-    long long deadline_ms);
+    long long deadline_ms, uint64_t *nonce);
 
-/* Client: read the conversation of an FS_CHAIN request to its end,
- * giving each line but the status to line() (without '\n'; lines over
- * 1000 bytes are cut). Returns the exit code, or -1: EOF without a
- * status, an error, or the deadline (errno ETIMEDOUT). */
-int forkserver_collect(int conv, void (*line)(void *, const char *, size_t), void *arg,
-    long long deadline_ms);
+/* Client: read the conversation of an FS_CHAIN request (nonce: from
+ * forkserver_request) up to its status line, giving each line before
+ * it to line() (without '\n'; lines over 1000 bytes are cut). Returns
+ * the exit code, or -1: EOF without the status, an error, or the
+ * deadline (errno ETIMEDOUT). */
+int forkserver_collect(int conv, uint64_t nonce, void (*line)(void *, const char *, size_t),
+    void *arg, long long deadline_ms);
 
 long long fs_now_ms(void);
 #endif

@@ -27,6 +27,14 @@ log_prog(void)
 	return log_name;
 }
 
+static int held;
+
+void
+log_hold(int on)
+{
+	held = on;
+}
+
 static void
 log_out(const char *level, int err, const char *fmt, va_list ap)
 {
@@ -43,7 +51,8 @@ log_out(const char *level, int err, const char *fmt, va_list ap)
 	}
 	strlcat(line, "\n", sizeof line);
 	fputs(line, stderr);
-	fflush(stderr);
+	if (!held || (*level && *level != 'd'))	/* warning, fatal: now */
+		fflush(stderr);
 }
 
 #define LOGFN(name, level, cond, witherr) \

@@ -8,6 +8,10 @@
 #define EXIT_TEMP 111	/* temporary failure, system error */
 
 void log_init(const char *prog, const char *id);	/* id may be NULL */
+/* on: info and debug lines stay in stderr's buffer (a fork server's
+ * chain worker sends a request's lines with its status); warnings
+ * still flush everything at once. */
+void log_hold(int on);
 const char *log_prog(void);
 extern int log_verbose;				/* 0 quiet .. 3 debug */
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -122,7 +122,8 @@ relay_line(void *arg, const char *line, size_t len)
 	(void)arg;
 	buf_add(&b, line, len);
 	buf_addc(&b, '\n');
-	(void)!fd_write_all(2, b.s, b.len);
+	/* through stderr's buffer: with our own lines and status (log_hold) */
+	fwrite(b.s, 1, b.len, stderr);
 	buf_free(&b);
 }
 
@@ -133,13 +134,14 @@ static void
 next_via_server(long long timeout_s)
 {
 	long long deadline = fs_now_ms() + timeout_s * 1000;
+	uint64_t nonce = 0;
 	int conv, st;
 
-	if ((conv = forkserver_request(srv.ctl, FS_CHAIN, 0, environ, deadline)) < 0) {
+	if ((conv = forkserver_request(srv.ctl, FS_CHAIN, 0, environ, deadline, &nonce)) < 0) {
 		log_warnsys("the %s server", srv.argv[0]);
 		return;
 	}
-	st = forkserver_collect(conv, relay_line, NULL, deadline);
+	st = forkserver_collect(conv, nonce, relay_line, NULL, deadline);
 	close(conv);
 	if (st < 0) {
 		log_warnsys("no answer from the %s server", srv.argv[0]);
@@ -267,6 +269,7 @@ chain_one(void *arg)
 		log_warn("filtered with the last good rules (rules.ok): fix %s", lp->why);
 	if (srv.ctl >= 0)
 		next_via_server(ctx->set->timeout_chain);
+	fflush(NULL);	/* held lines (log_hold) are not lost with the exec */
 	execvp(argv[0], argv);
 	log_warnsys("cannot run %s", argv[0]);
 	fail(EXIT_TEMP, "4.3.0 ruleproc: cannot run the next program");

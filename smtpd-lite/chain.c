@@ -242,7 +242,8 @@ chain_via_server(int ctl, int spoolfd, const struct chain_env *e, long long time
 	struct buf store = BUF_INIT;
 	long long deadline = now_ms() + timeout * 1000;
 	char **envp = chain_envp(e, &store);
-	int conv = forkserver_request(ctl, FS_CHAIN, spoolfd, envp, deadline), code;
+	uint64_t nonce = 0;
+	int conv = forkserver_request(ctl, FS_CHAIN, spoolfd, envp, deadline, &nonce), code;
 
 	free(envp);
 	buf_free(&store);
@@ -251,7 +252,7 @@ chain_via_server(int ctl, int spoolfd, const struct chain_env *e, long long time
 		return -2;
 	}
 	memset(&el, 0, sizeof el);
-	code = forkserver_collect(conv, feed_line, &el, deadline);
+	code = forkserver_collect(conv, nonce, feed_line, &el, deadline);
 	close(conv);
 	if (code < 0) {
 		if (errno == ETIMEDOUT) {

@@ -235,7 +235,7 @@ session_request(int fd, const struct sockaddr_storage *peer, int tls)
 	if (tls)
 		env[n++] = "SMTPD_IMPLICIT_TLS=1";
 	env[n] = NULL;
-	return forkserver_request(sess.ctl, FS_SESSION, fd, env, now_ms() + 1000);
+	return forkserver_request(sess.ctl, FS_SESSION, fd, env, now_ms() + 1000, NULL);
 }
 
 static void

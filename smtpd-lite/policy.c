@@ -224,7 +224,7 @@ spawn(struct svc *v)
 				kept[i] = kept[--nkept];
 				return 0;
 			}
-		v->fd = forkserver_request(v->ctl, FS_POLICY, -1, environ, now_ms() + tmo_ms);
+		v->fd = forkserver_request(v->ctl, FS_POLICY, -1, environ, now_ms() + tmo_ms, NULL);
 		if (v->fd >= 0)
 			return 0;
 		log_warnsys("policy %s: fork server", v->name);

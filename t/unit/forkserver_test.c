@@ -121,6 +121,7 @@ call(int ctl, const char *sender, char **extra, struct buf *out)
 {
 	char *env[8], s[300];
 	int n = 0, conv, st, fd;
+	uint64_t nonce = 0;
 	FILE *f = tmpfile();
 
 	if (!f)
@@ -135,11 +136,11 @@ call(int ctl, const char *sender, char **extra, struct buf *out)
 		env[n++] = *extra++;
 	env[n] = NULL;
 	buf_clear(out);
-	conv = forkserver_request(ctl, FS_CHAIN, fd, env, fs_now_ms() + 10000);
+	conv = forkserver_request(ctl, FS_CHAIN, fd, env, fs_now_ms() + 10000, &nonce);
 	fclose(f);
 	if (conv < 0)
 		return -3;
-	st = forkserver_collect(conv, addline, out, fs_now_ms() + 10000);
+	st = forkserver_collect(conv, nonce, addline, out, fs_now_ms() + 10000);
 	close(conv);
 	return st;
 }
@@ -258,8 +259,8 @@ main(int argc, char **argv)
 	/* one process, many conversations */
 	ectl = forkserver_start(eserve, environ, &pid);
 	CHECK(ectl >= 0, "event-driven policy server ready");
-	c1 = forkserver_request(ectl, FS_POLICY, -1, extra, fs_now_ms() + 5000);
-	c2 = forkserver_request(ectl, FS_POLICY, -1, NULL, fs_now_ms() + 5000);
+	c1 = forkserver_request(ectl, FS_POLICY, -1, extra, fs_now_ms() + 5000, NULL);
+	c2 = forkserver_request(ectl, FS_POLICY, -1, NULL, fs_now_ms() + 5000, NULL);
 	CHECK(c1 >= 0 && c2 >= 0, "two conversations open");
 	ask(c1, "a=1\nb=2\n\n", ans, sizeof ans);
 	CHECK_STR(ans, "action=2 a=1\n\n", "one request answered (the environment skipped)");
@@ -278,7 +279,7 @@ main(int argc, char **argv)
 	CHECK_STR(ans, "", "an empty request: closed, no answer");
 	close(c1);
 	close(c2);
-	c2 = forkserver_request(ectl, FS_POLICY, -1, NULL, fs_now_ms() + 5000);
+	c2 = forkserver_request(ectl, FS_POLICY, -1, NULL, fs_now_ms() + 5000, NULL);
 	memset(ans, 'x', 200);
 	if (write(c2, ans, 200) != 200 || write(c2, ans, 200) != 200 ||
 	    write(c2, ans, 200) != 200 || write(c2, ans, 200) != 200 ||

@@ -1,6 +1,7 @@
 /* forkserver.c: see forkserver.h. */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -774,6 +775,14 @@ forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
 	unsetenv(FORKSERVER_ENV);
 	if (pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		diesys(EXIT_TEMP, "pipe");
+	if (kind == FS_CHAIN) {
+		/* a worker handles message after message: what one freed
+		 * stays for the next (glibc gave a 64 KiB message's buffers
+		 * back and faulted them in again each time: a fifth of
+		 * ruleproc's time). Bounded: beyond 8 MiB free it trims. */
+		mallopt(M_MMAP_THRESHOLD, 4 << 20);
+		mallopt(M_TRIM_THRESHOLD, 8 << 20);
+	}
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_sigchld;
 	sigemptyset(&sa.sa_mask);

@@ -10,6 +10,7 @@
  * file names of parts (Content-Type name=, Content-Disposition
  * filename=, RFC 2231 filename*=) are collected as attachments. */
 #include <ctype.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -648,6 +649,28 @@ do_line(struct rmsg *m, char *s, size_t n, int trunc)
 	body_line(m, s, n);
 }
 
+/* rules_lc over n bytes, eight at a time (the body of a 64 KiB message
+ * was a sixth of ruleproc's time byte by byte): in each byte below 0x80
+ * that is 'A'..'Z', set 0x20. */
+static void
+ascii_lower(char *dst, const char *src, size_t n)
+{
+	const uint64_t hi = 0x8080808080808080ULL, low7 = 0x7f7f7f7f7f7f7f7fULL;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x, h, upper;
+		memcpy(&x, src + i, 8);
+		h = x & low7;
+		/* bit 7 set: h >= 'A' (h + 0x3f), h > 'Z' (h + 0x25) */
+		upper = ~x & hi & ((h + 0x3f3f3f3f3f3f3f3fULL) ^ (h + 0x2525252525252525ULL));
+		x |= upper >> 2;
+		memcpy(dst + i, &x, 8);
+	}
+	for (; i < n; i++)
+		dst[i] = (char)rules_lc[(unsigned char)src[i]];
+}
+
 void
 rmsg_feed(struct rmsg *m, const char *p, size_t n)
 {
@@ -697,10 +720,8 @@ rmsg_end(struct rmsg *m)
 		m->hdr_end = (long long)m->size;
 	buf_clear(&m->lbody);
 	if (m->body.len) {
-		size_t i;
 		buf_reserve(&m->lbody, m->body.len + 1);
-		for (i = 0; i < m->body.len; i++)
-			m->lbody.s[i] = (char)rules_lc[(unsigned char)m->body.s[i]];
+		ascii_lower(m->lbody.s, m->body.s, m->body.len);
 		m->lbody.len = m->body.len;
 		m->lbody.s[m->lbody.len] = 0;
 	}

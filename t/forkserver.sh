@@ -132,6 +132,31 @@ like "$(send bob@remote.test newuser@example.com)" '^250 250 250 ' "after mkcdb,
 is "$(nmail newuser)" 1 "... and delivered to newuser/"
 is "$(nstarted relaycheck)" 1 "relaycheck server not restarted for the table"
 
+# ---- 6a. a worker keeps nothing of the messages it served ----
+python3 - "$port" <<'PY' >"$T/big.out" 2>&1
+import smtplib, sys
+body = ("x" * 76 + "\r\n") * 850	# 66 KB
+for i in range(40):
+    s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), local_hostname="client.test", timeout=30)
+    s.sendmail("bob@remote.test", ["alice@example.com"], "Subject: big %d\r\n\r\n%s" % (i, body))
+    s.quit()
+print("sent")
+PY
+is "$(cat "$T/big.out")" sent "40 messages of 66 KB, one after the other"
+heap_kib() {	# PID: the size of its [heap] mapping, 0 if none
+	k=0
+	while read -r range _ _ _ _ what; do
+		[ "$what" = "[heap]" ] && k=$(( (0x${range#*-} - 0x${range%-*}) / 1024 ))
+	done </proc/$1/maps
+	echo $k
+}
+max=0 all=
+for w in $(pgrep -P $ch -x ruleproc) $(pgrep -P "$(delivpid $ch)" -x deliver); do
+	h=$(heap_kib $w); all="$all $h"
+	[ "$h" -gt "$max" ] && max=$h
+done
+ok "the largest chain worker heap is under 2 MiB ($max KiB of:$all): a message's buffers are given back, not kept until the worker retires" [ "$max" -lt 2048 ]
+
 # ---- 6b. settings edited in place: reused deliver workers read them again ----
 mkdir -p "$T/mail2" && chmod 777 "$T/mail2"
 cp "$T/conf/settings" "$T/settings.before"

@@ -36,6 +36,7 @@ static const struct envname {
 	ENVNAME("TLS_CIPHER_BITS"), ENVNAME("SMTPD_IMPLICIT_TLS"), { NULL, 0 }
 };
 #define ENV_MAX (1 << 20)	/* bytes of environment in one request */
+#define ENV_EARLY 32768		/* up to this, sent before the request */
 #define MAX_CHILDREN 1024	/* beyond: requests wait in the socket */
 #define READY "ready"
 #ifndef WORKER_IDLE_MS
@@ -165,7 +166,7 @@ forkserver_request(int ctl, enum fs_kind kind, int passfd, char *const envp[],
     long long deadline_ms, uint64_t *nonce)
 {
 	uint64_t n = new_nonce();
-	int sv[2] = { -1, -1 }, fds[2], nfd = 1, e, i;
+	int sv[2] = { -1, -1 }, fds[2], nfd = 1, e, i, early;
 	size_t nl;
 	struct buf env = BUF_INIT;
 
@@ -182,6 +183,11 @@ forkserver_request(int ctl, enum fs_kind kind, int passfd, char *const envp[],
 	fds[0] = sv[1];
 	if (passfd >= 0)
 		fds[nfd++] = passfd;
+	/* a small environment goes ahead of the request (it fits in the
+	 * socket's buffer): the child finds it there, no wait, no alarm */
+	early = env.len <= ENV_EARLY;
+	if (early && env.len && fd_write_all(sv[0], env.s, env.len) < 0)
+		goto fail;
 	if (wait_writable(ctl, deadline_ms) < 0 ||
 	    send_fds(ctl, (char)kind, env.len, n, fds, nfd) < 0)
 		goto fail;
@@ -189,9 +195,9 @@ forkserver_request(int ctl, enum fs_kind kind, int passfd, char *const envp[],
 		*nonce = n;
 	close(sv[1]);
 	sv[1] = -1;
-	/* the child reads the environment first: a large one cannot
-	 * dead-lock against our later writes */
-	if (env.len && fd_write_all(sv[0], env.s, env.len) < 0)
+	/* a large one after: the child reads the environment first, so it
+	 * cannot dead-lock against our later writes */
+	if (!early && fd_write_all(sv[0], env.s, env.len) < 0)
 		goto fail;
 	buf_free(&env);
 	return sv[0];
@@ -441,11 +447,16 @@ read_env(int fd, size_t envlen)
 	char *b = malloc(envlen + 1), *p, *end;
 	size_t len = 0, nl;
 	ssize_t n;
-	int i;
+	int i, armed;
 
 	if (!b)
 		return -1;
-	alarm(30);
+	if (envlen) {	/* usually there already (ENV_EARLY) */
+		n = recv(fd, b, envlen, MSG_DONTWAIT);
+		len = n > 0 ? (size_t)n : 0;
+	}
+	if ((armed = len < envlen))
+		alarm(30);
 	while (len < envlen) {
 		n = read(fd, b + len, envlen - len);
 		if (n < 0 && errno == EINTR)
@@ -454,7 +465,8 @@ read_env(int fd, size_t envlen)
 			goto bad;
 		len += (size_t)n;
 	}
-	alarm(0);
+	if (armed)
+		alarm(0);
 	b[len] = 0;
 	for (i = 0; envelope_names[i].name; i++)
 		unsetenv(envelope_names[i].name);
@@ -464,7 +476,8 @@ read_env(int fd, size_t envlen)
 	free(b);
 	return 0;
 bad:
-	alarm(0);
+	if (armed)
+		alarm(0);
 	free(b);
 	return -1;
 }
@@ -793,7 +806,7 @@ forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
 		diesys(EXIT_TEMP, "control socket");
 	for (;;) {
 		long long next = expire(ws, nw);
-		int np = 0, first;
+		int np = 0, first, chld;
 		char junk[64];
 
 		for (i = busy = 0; i < nw; i++) {
@@ -815,7 +828,9 @@ forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
 		if (poll(p, (nfds_t)np, next < 0 ? -1 : (int)(next > 60000 ? 60000 : next)) < 0 &&
 		    errno != EINTR)
 			diesys(EXIT_TEMP, "poll");
-		while (read(sigchld_pipe[0], junk, sizeof junk) > 0)
+		/* a child ended: the only time waitpid is worth a call */
+		chld = p[0].revents & POLLIN;
+		while (chld && read(sigchld_pipe[0], junk, sizeof junk) > 0)
 			;
 		/* answers first (they free workers), from the last so that
 		 * removing one does not move an unvisited one */
@@ -835,7 +850,8 @@ forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
 				worker_gone(ws, &nw, i, EXIT_TEMP);	/* idle: it ended */
 			}
 		}
-		reap(ws, &nw);
+		if (chld)
+			reap(ws, &nw);
 		for (i = nw - 1; i >= 0; i--)	/* idle long enough: the pool shrinks */
 			if (ws[i].conv < 0 && !ws[i].retiring &&
 			    fs_now_ms() - ws[i].idle_since >= WORKER_IDLE_MS)

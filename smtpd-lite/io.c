@@ -46,7 +46,7 @@ io_init(int r, int w)
 	/* Sockets only: a pipe or terminal may be shared with our parent. */
 	if (fstat(rfd, &st) == 0 && S_ISSOCK(st.st_mode))
 		(void)set_nonblock(rfd);
-	if (fstat(wfd, &st) == 0 && S_ISSOCK(st.st_mode))
+	if (wfd != rfd && fstat(wfd, &st) == 0 && S_ISSOCK(st.st_mode))
 		(void)set_nonblock(wfd);
 }
 
@@ -62,40 +62,36 @@ io_flush(void)
 	long long deadline = now_ms() + tmo_ms;
 	size_t off = 0;
 
+	/* write first, wait only when the socket is full: a reply nearly
+	 * always fits (a poll a reply saved; issue 7) */
 	while (off < olen) {
 		ssize_t n;
-		int w = wait_fd(wfd, POLLOUT, deadline);
+		int w = 1;
 
-		if (w <= 0) {
-			errno = w == 0 ? ETIMEDOUT : errno;
-			return -1;
-		}
 		if (ssl) {
 			int r = SSL_write(ssl, obuf + off, (int)(olen - off));
 			if (r <= 0) {
 				int e = SSL_get_error(ssl, r);
 				if (e == SSL_ERROR_WANT_WRITE)
-					continue;
-				if (e == SSL_ERROR_WANT_READ) {
-					if ((w = wait_fd(rfd, POLLIN, deadline)) <= 0) {
-						errno = w == 0 ? ETIMEDOUT : errno;
-						return -1;
-					}
-					continue;
+					w = wait_fd(wfd, POLLOUT, deadline);
+				else if (e == SSL_ERROR_WANT_READ)
+					w = wait_fd(rfd, POLLIN, deadline);
+				else {
+					errno = EPIPE;
+					return -1;
 				}
-				errno = EPIPE;
-				return -1;
-			}
-			off += (size_t)r;
-			continue;
-		}
-		n = write(wfd, obuf + off, olen - off);
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
+			} else
+				off += (size_t)r;
+		} else if ((n = write(wfd, obuf + off, olen - off)) >= 0)
+			off += (size_t)n;
+		else if (errno == EAGAIN)
+			w = wait_fd(wfd, POLLOUT, deadline);
+		else if (errno != EINTR)
+			return -1;
+		if (w <= 0) {
+			errno = w == 0 ? ETIMEDOUT : errno;
 			return -1;
 		}
-		off += (size_t)n;
 	}
 	olen = 0;
 	return 0;

@@ -8,6 +8,7 @@
  * most once a second; meanwhile, and for a chain that cannot serve,
  * sessions exec the programs as they do under tcpserver. */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,14 +89,25 @@ servers_reaped(pid_t pid, int status)
 void
 servers_check(void)
 {
-	int i;
+	struct pollfd p[NSRV];
+	int i, n = 0, idx[NSRV];
 
+	/* a server that ended closed its end of our control socket: one
+	 * poll for all of them, not a kill(pid, 0) each (a zombie answers
+	 * that too until it is reaped) */
 	for (i = 0; i < NSRV; i++)
-		if (srv[i].ctl >= 0 && kill(srv[i].pid, 0) < 0 && errno == ESRCH) {
-			log_warn("fork server %s (pid %ld) ended", srv[i].name, (long)srv[i].pid);
-			close(srv[i].ctl);
-			srv[i].ctl = -1;
+		if (srv[i].ctl >= 0) {
+			idx[n] = i;
+			p[n++] = (struct pollfd){ srv[i].ctl, 0, 0 };
 		}
+	if (n > 0 && poll(p, (nfds_t)n, 0) > 0)
+		for (i = 0; i < n; i++)
+			if (p[i].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+				struct server *v = &srv[idx[i]];
+				log_warn("fork server %s (pid %ld) ended", v->name, (long)v->pid);
+				close(v->ctl);
+				v->ctl = -1;
+			}
 	servers_tick();
 }
 

@@ -35,6 +35,8 @@ static const struct envname {
 	ENVNAME("AUTH_METHOD"), ENVNAME("TLS_PROTOCOL"), ENVNAME("TLS_CIPHER"),
 	ENVNAME("TLS_CIPHER_BITS"), ENVNAME("SMTPD_IMPLICIT_TLS"), { NULL, 0 }
 };
+extern char **environ;
+
 #define ENV_MAX (1 << 20)	/* bytes of environment in one request */
 #define ENV_EARLY 32768		/* up to this, sent before the request */
 #define MAX_CHILDREN 1024	/* beyond: requests wait in the socket */
@@ -439,6 +441,22 @@ recv_request(int fd, struct record *rec, int *conv, int *passfd)
 	return 1;
 }
 
+/* Every envelope name out of the environment, in one pass (an
+ * unsetenv of each of the 20 scanned the whole environment 20 times). */
+static void
+drop_envelope(void)
+{
+	char **r, **w;
+	size_t nl;
+
+	if (!environ)
+		return;
+	for (r = w = environ; *r; r++)
+		if (envelope_name(*r, &nl) < 0)
+			*w++ = *r;
+	*w = NULL;
+}
+
 /* The request's environment, envlen bytes of "NAME=VALUE\0" from the
  * conversation; what the last request set is unset first. */
 static int
@@ -468,8 +486,7 @@ read_env(int fd, size_t envlen)
 	if (armed)
 		alarm(0);
 	b[len] = 0;
-	for (i = 0; envelope_names[i].name; i++)
-		unsetenv(envelope_names[i].name);
+	drop_envelope();
 	for (p = b, end = b + len; p < end; p += strlen(p) + 1)
 		if ((i = envelope_name(p, &nl)) >= 0 && setenv(envelope_names[i].name, p + nl + 1, 1) < 0)
 			goto bad;

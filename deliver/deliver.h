@@ -67,6 +67,9 @@ struct msg {
 	size_t ndt;
 	off_t (*skip)[2];	/* header ranges left out (old Return-Path:) */
 	size_t nskip;
+	const char *ins;	/* fields ruleproc added (MXHEADERS), or NULL */
+	size_t inslen;
+	off_t ins_at;		/* where they go: the blank line after the header */
 };
 /* Make fd 0 usable: seekable as is, or copied once into a temporary
  * file in dirfd (unlinked at once). 0, or -1 with a reason. */
@@ -74,9 +77,17 @@ int msg_open(struct msg *m, int spooldirfd, char *err, size_t errlen);
 /* Scan the header section. 0 or -1 (read error). */
 int msg_scan(struct msg *m, char *err, size_t errlen);
 int msg_has_dt(const struct msg *m, const char *key);
-/* Write hdr then the message (without old Return-Path: fields) to out.
+/* MXHEADERS and MXHEADERS_AT from the environment (ruleproc's added
+ * fields, deliver(8)) into m; 0, or -1 with a reason if they are not
+ * header fields or not a place in the message. */
+int msg_insert(struct msg *m, char *err, size_t errlen);
+/* Write hdr then the message (without old Return-Path: fields, with
+ * the inserted fields) to out.
  * 0, or -1 with errno (a write error) and *rd set when reading failed. */
 int msg_write(const struct msg *m, int out, const char *hdr, size_t hlen, int *rd);
+/* The message as it is to be delivered (inserted fields included) in
+ * a new unlinked file or memfd at offset 0, for the queue; -1 on error. */
+int msg_materialize(const struct msg *m, const char *spooldir);
 
 /* local.c */
 struct local_ctx {

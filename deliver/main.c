@@ -415,6 +415,10 @@ deliver_one(void *arg)
 	}
 	if (spoolfd >= 0)
 		close(spoolfd);
+	if (msg_insert(&m, err, sizeof err) < 0) {
+		log_warn("%s", err);
+		finish(EXIT_TEMP, "4.3.0 deliver: bad MXHEADERS from the previous program");
+	}
 	lc.m = &m;
 
 	/* loops */
@@ -508,7 +512,15 @@ deliver_one(void *arg)
 		    qi.rcpt[i].kind != QK_FORWARD)
 			qi.rcpt[i].next_try = 0;
 	}
-	if (queue_put(s.queuedir, m.fd, m.start, &qi, err, sizeof err) < 0) {
+	/* what the Maildirs got, ruleproc's added fields included */
+	int qfd = m.ins ? msg_materialize(&m, s.spooldir) : m.fd;
+	if (qfd < 0 || queue_put(s.queuedir, qfd, qfd == m.fd ? m.start : 0, &qi, err,
+	    sizeof err) < 0) {
+		if (qfd < 0)
+			snprintf(err, sizeof err, "cannot copy the message for the queue: %s",
+			    strerror(errno));
+		if (qfd >= 0 && qfd != m.fd)
+			close(qfd);
 		log_warn("%s", err);
 		if (ndone)
 			log_warn("%d Maildir deliveries done but the rest cannot be queued: "
@@ -516,6 +528,8 @@ deliver_one(void *arg)
 		queue_info_free(&qi);
 		finish(EXIT_TEMP, "4.3.0 cannot write to the queue");
 	}
+	if (qfd != m.fd)
+		close(qfd);
 	log_info("queued %s: %zu recipient%s (%d to send, %d to retry, %d to bounce)", qi.id,
 	    qi.nrcpt, qi.nrcpt == 1 ? "" : "s", nremote, ntemp, nperm);
 	queue_info_free(&qi);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "fdio.h"
+#include "spool.h"
 #include "deliver.h"
 #include "log.h"
 
@@ -252,19 +253,108 @@ copy_range(int in, off_t from, off_t to, int out, int *rd)
 	return 0;
 }
 
+/* A field line: a name of printable characters but ':', then ':', then
+ * no control character but tab; or a folded continuation of one. */
+static int
+field_ok(const char *s, size_t n, int first)
+{
+	size_t i = 0;
+
+	if (!first && n && (s[0] == ' ' || s[0] == '\t'))
+		i = 1;
+	else {
+		while (i < n && s[i] > ' ' && s[i] < 0x7f && s[i] != ':')
+			i++;
+		if (i == 0 || i == n || s[i] != ':')
+			return 0;
+	}
+	for (; i < n; i++)
+		if ((unsigned char)s[i] < ' ' && s[i] != '\t')
+			return 0;
+	return 1;
+}
+
+int
+msg_insert(struct msg *m, char *err, size_t errlen)
+{
+	const char *h = getenv("MXHEADERS"), *at = getenv("MXHEADERS_AT"), *p;
+	char *e;
+	long long off;
+
+	m->ins = NULL;
+	m->inslen = 0;
+	if (!h || !*h)
+		return 0;
+	errno = 0;
+	off = at ? strtoll(at, &e, 10) : -1;
+	if (!at || errno || *e || e == at || off < 0 || off > (long long)(m->end - m->start)) {
+		snprintf(err, errlen, "MXHEADERS_AT is not a place in the message");
+		return -1;
+	}
+	for (p = h; *p; ) {
+		const char *nl = strchr(p, '\n');
+		if (!nl || !field_ok(p, (size_t)(nl - p), p == h)) {
+			snprintf(err, errlen, "MXHEADERS holds something else than header fields");
+			return -1;
+		}
+		p = nl + 1;
+	}
+	m->ins = h;
+	m->inslen = strlen(h);
+	m->ins_at = m->start + (off_t)off;
+	return 0;
+}
+
+/* Copy [from, to) of the message, the inserted fields at their place. */
+static int
+copy_part(const struct msg *m, off_t from, off_t to, int out, int *rd, int *inserted)
+{
+	if (m->ins && !*inserted && m->ins_at >= from && m->ins_at <= to) {
+		if (copy_range(m->fd, from, m->ins_at, out, rd) < 0 ||
+		    fd_write_all(out, m->ins, m->inslen) < 0)
+			return -1;
+		*inserted = 1;
+		from = m->ins_at;
+	}
+	return copy_range(m->fd, from, to, out, rd);
+}
+
 int
 msg_write(const struct msg *m, int out, const char *hdr, size_t hlen, int *rd)
 {
 	off_t pos = m->start;
 	size_t i;
+	int inserted = 0;
 
 	*rd = 0;
 	if (hlen && fd_write_all(out, hdr, hlen) < 0)
 		return -1;
 	for (i = 0; i < m->nskip; i++) {
-		if (copy_range(m->fd, pos, m->skip[i][0], out, rd) < 0)
+		if (copy_part(m, pos, m->skip[i][0], out, rd, &inserted) < 0)
 			return -1;
 		pos = m->skip[i][1];
 	}
-	return copy_range(m->fd, pos, m->end, out, rd);
+	if (copy_part(m, pos, m->end, out, rd, &inserted) < 0)
+		return -1;
+	if (m->ins && !inserted) {	/* inside a Return-Path: never from ruleproc */
+		errno = EINVAL;
+		return -1;
+	}
+	return 0;
+}
+
+int
+msg_materialize(const struct msg *m, const char *spooldir)
+{
+	struct msg whole = *m;
+	int fd = spool_new(spooldir, 1 << 20), rd;
+
+	if (fd < 0)
+		return -1;
+	whole.nskip = 0;	/* the queue keeps the message as it came */
+	if (msg_write(&whole, fd, NULL, 0, &rd) < 0 || lseek(fd, 0, SEEK_SET) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }

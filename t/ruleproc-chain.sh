@@ -109,3 +109,48 @@ is "$(sed -n '/^FOLDERS=/,/^SENDER=/p' "$T/env.out" | sed '$d' | tr '\t\n' ':|')
 SENDER=x RECIPIENTS=alice@example.com ruleproc -c "$C" "$T/does-not-exist" <"$T/msg" >/dev/null 2>"$T/err"; is "$?" 111 "missing next program: 111"
 is "$(tail -n 1 "$T/err")" "4.3.0 ruleproc: cannot run the next program" "missing next program: reason"
 nok "usage error without a program" ruleproc -c "$C"
+
+# ---- added fields handed to deliver (MXHEADERS), not a rewritten copy ----
+cat >"$C/rules" <<'R'
+rule "Mark"
+    add-header X-Checked "by ruleproc"
+    add-header X-Second two
+R
+mkdir -p "$T/fake" && cat >"$T/fake/deliver" <<EOF
+#!/bin/sh
+printf '%s|%s' "\$MXHEADERS_AT" "\$MXHEADERS" >"$T/fake.env"
+cat >"$T/fake.msg"
+EOF
+chmod +x "$T/fake/deliver"
+printf 'Return-Path: <old@example.net>\nFrom: a@example.net\nSubject: hi\n\nbody line\n' >"$T/msg"
+SENDER=a@example.net RECIPIENTS=alice@example.com ruleproc -c "$C" "$T/fake/deliver" <"$T/msg" 2>"$T/err"
+is "$(cat "$T/fake.env")" "$(printf '%s|X-Checked: by ruleproc\nX-Second: two\n' "$(sed -n '1,3p' "$T/msg" | wc -c | tr -d ' ')")" \
+    "next program deliver: the fields and the header's end in MXHEADERS, MXHEADERS_AT"
+is "$(cat "$T/fake.msg")" "$(cat "$T/msg")" "... and the message itself unchanged (no copy)"
+MXHEADERS="X-Stale: 1" SENDER=a@example.net RECIPIENTS=alice@example.com ruleproc -c "$C" "$T/next" <"$T/msg" 2>/dev/null
+is "$(grep -c '^X-Checked: by ruleproc$' "$T/msg.out")" 1 "another next program: the rewritten message, as before"
+is "$(cat "$T/env.out" "$T/msg.out" | grep -c 'X-Stale')" 0 "... and an inherited MXHEADERS is not passed on"
+# what deliver writes is the rewritten message, byte for byte
+rm -rf "$T/mail/alice"
+SENDER=a@example.net RECIPIENTS=alice@example.com ruleproc -c "$C" "$BIN/deliver" -c "$C" <"$T/msg" 2>"$T/err"; is "$?" 0 "ruleproc -> deliver: delivered"
+f1=$(ls "$T/mail/alice/new/"* 2>/dev/null | head -n 1)
+cp "$f1" "$T/f1" 2>/dev/null
+rm -rf "$T/mail/alice"
+SENDER=a@example.net RECIPIENTS=alice@example.com ruleproc -c "$C" "$T/next" <"$T/msg" 2>/dev/null
+SENDER=a@example.net RECIPIENTS=alice@example.com deliver -c "$C" <"$T/msg.out" 2>/dev/null
+f2=$(ls "$T/mail/alice/new/"* 2>/dev/null | head -n 1)
+ok "the same Maildir file as deliver given the rewritten message" cmp "$T/f1" "$f2"
+is "$(grep -c '^Return-Path: <old@' "$T/f1")" 0 "... the old Return-Path still dropped"
+is "$(grep -c '^X-Checked: by ruleproc$' "$T/f1")" 1 "... the field is in it once"
+# a relayed recipient: the queued copy has the fields too
+SENDER=a@example.net RECIPIENTS=someone@elsewhere.test ruleproc -c "$C" "$BIN/deliver" -c "$C" <"$T/msg" 2>"$T/err"
+is "$?" 0 "a relayed recipient: queued"
+q=$(ls -t "$T/queue/mess/"* 2>/dev/null | head -n 1)
+is "$(grep -c '^X-Checked: by ruleproc$' "$q" 2>/dev/null)" 1 "... the queued message has the added field"
+# deliver refuses what is not header fields, or a place outside the message
+out=$(MXHEADERS="$(printf 'not a field\n')" MXHEADERS_AT=10 SENDER=a@example.net RECIPIENTS=alice@example.com deliver -c "$C" <"$T/msg" 2>&1); r=$?
+is "$r:$(echo "$out" | tail -n 1)" "111:4.3.0 deliver: bad MXHEADERS from the previous program" "deliver: MXHEADERS that is not fields: 111"
+nl='
+'
+out=$(MXHEADERS="X-A: 1$nl" MXHEADERS_AT=999999 SENDER=a@example.net RECIPIENTS=alice@example.com deliver -c "$C" <"$T/msg" 2>&1); r=$?
+is "$r:$(echo "$out" | grep -c 'MXHEADERS_AT is not a place')" 111:1 "deliver: MXHEADERS_AT past the message: 111"

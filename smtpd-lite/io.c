@@ -29,7 +29,7 @@
 
 static int rfd = 0, wfd = 1;
 static SSL *ssl;
-static char ibuf[8192];
+static char ibuf[65536];	/* a 64 KiB message in one or two reads; pages only touched when used */
 static size_t ipos, ilen;
 static char obuf[4096];
 static size_t olen;

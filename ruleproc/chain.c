@@ -184,7 +184,7 @@ chain_mode(const struct opts *o, char **argv)
  * rewrite, one copy of the message less (issue 7). Not for a subject
  * tag, a header without a blank line after it, or any other next
  * program, which all get the rewritten message as before. Returns 1
- * if handed that way; MXHEADERS is cleared otherwise. */
+ * if handed that way. */
 static int
 headers_to_deliver(char **argv, const struct msgsrc *src, const struct rmsg *m,
     const struct rresult *res)
@@ -194,8 +194,6 @@ headers_to_deliver(char **argv, const struct msgsrc *src, const struct rmsg *m,
 	char at[32], c = 0;
 	int i, ok = 0;
 
-	unsetenv("MXHEADERS");
-	unsetenv("MXHEADERS_AT");
 	if (strcmp(base, "deliver") || res->tag || res->nh == 0 || m->hdr_end < 0 ||
 	    m->hdr_end >= (long long)m->size ||
 	    pread(src->spooled ? src->fd : 0, &c, 1, m->hdr_end) != 1 || c != '\n')
@@ -301,6 +299,8 @@ chain_one(void *arg)
 		break;
 	}
 	rresult_recipients(&res, &rc, &fo);
+	unsetenv("MXHEADERS");	/* only ever what we set now */
+	unsetenv("MXHEADERS_AT");
 	if (rresult_modifies(&res) && !headers_to_deliver(argv, &src, &m, &res)) {
 		if (msgsrc_rewrite(&src, &m, &res) < 0)
 			fail(EXIT_TEMP, "4.3.0 ruleproc: cannot write the changed message");

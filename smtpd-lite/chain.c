@@ -56,7 +56,9 @@ chain_envp(const struct chain_env *e, struct buf *store)
 			if (!strncmp(environ[i], names[k], l) && environ[i][l] == '=')
 				break;
 		}
-		if (!names[k])
+		/* ruleproc's word to deliver (deliver(8)): never ours to pass */
+		if (!names[k] && strncmp(environ[i], "MXHEADERS=", 10) &&
+		    strncmp(environ[i], "MXHEADERS_AT=", 13))
 			envp[n++] = environ[i];
 	}
 	/* one buffer for the six strings (offsets: it may move while growing) */

@@ -154,3 +154,7 @@ nl='
 '
 out=$(MXHEADERS="X-A: 1$nl" MXHEADERS_AT=999999 SENDER=a@example.net RECIPIENTS=alice@example.com deliver -c "$C" <"$T/msg" 2>&1); r=$?
 is "$r:$(echo "$out" | grep -c 'MXHEADERS_AT is not a place')" 111:1 "deliver: MXHEADERS_AT past the message: 111"
+printf 'rule "Folder only"\n    sender *@nowhere.example\n    folder Junk\n' >"$C/rules"
+MXHEADERS="X-Stale: 1
+" MXHEADERS_AT=3 SENDER=a@example.net RECIPIENTS=alice@example.com ruleproc -c "$C" "$T/fake/deliver" <"$T/msg" 2>/dev/null
+is "$(cat "$T/fake.env")" "|" "nothing added: an inherited MXHEADERS does not reach deliver either"

@@ -165,3 +165,9 @@ echo "timeout_data 1" >>"$T/conf/settings"
 out=$( (printf "${TX}Subject: slow\r\n"; sleep 3) | TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" $CHAIN "$T/out" 2>>"$T/log" | codes)
 is "$out" "220,250,250 2.1.0,250 2.1.5,354,421 4.4.2" "DATA timeout: 421 4.4.2"
 is "$(nmsg)" 0 "DATA timeout: nothing delivered"
+# ruleproc's MXHEADERS (deliver(8)) in our own environment never reaches the chain
+rm -f "$T"/out/*
+sed -i '/^timeout_data 1$/d' "$T/conf/settings"
+out=$(printf "${TX}Subject: env\r\n\r\nx\r\n.\r\nQUIT\r\n" | MXHEADERS="X-Forged: 1" MXHEADERS_AT=0 TCPREMOTEIP=127.0.0.1 smtpd-lite -c "$T/conf" $CHAIN "$T/out" 2>>"$T/log" | codes)
+like "$out" '250 2\.0\.0' "a message with MXHEADERS in smtpd-lite's environment: accepted"
+is "$(grep '^MXHEADERS=' "$T"/out/*.env)" "MXHEADERS=" "... and the chain does not get it"

@@ -96,6 +96,12 @@ finish(struct sess *ss, const char *why)
 	milter_quit();
 	log_info("disconnect ip=%s %s messages=%lld recipients=%lld errors=%lld",
 	    ss->c->ip, why, ss->nmsg, ss->nrcpt_total, ss->errors);
+	/* a session worker goes on to the next session: what this one
+	 * held is given back (forkserver_exit longjmps past the caller) */
+	buf_free(&ss->cprepend);
+	buf_free(&ss->hprepend);
+	buf_free(&ss->rcpts);
+	buf_free(&ss->tprepend);
 	forkserver_exit(0);
 }
 

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "deliver.h"
+#include "fdio.h"
 #include "forkserver.h"
 #include "log.h"
 #include "queue.h"
@@ -168,13 +169,6 @@ static struct {
 	struct tables tb;
 } kept;
 
-static int
-same_file(const struct stat *a, const struct stat *b)
-{
-	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-	    a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
-
 static void
 stat_conf(const char *confdir, struct stat *set_st, struct stat *dir_st)
 {
@@ -199,7 +193,7 @@ load_conf(const char *confopt, struct settings *s, struct tables *tb)
 	confdir = kept.on ? kept.confdir : settings_confdir(confopt);
 	if (kept.on) {
 		stat_conf(confdir, &set_st, &dir_st);	/* before reading: a change after is seen next time */
-		if (kept.loaded && same_file(&set_st, &kept.set_st) && same_file(&dir_st, &kept.dir_st)) {
+		if (kept.loaded && stat_same(&set_st, &kept.set_st) && stat_same(&dir_st, &kept.dir_st)) {
 			*s = kept.s;
 			*tb = kept.tb;
 			return;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "fdio.h"
 #include "log.h"
 #include "ruleproc.h"
 
@@ -192,13 +193,6 @@ rp_load(const struct opts *o, struct loaded *l, char *err, size_t errlen)
 	return -1;
 }
 
-static int
-same(const struct stat *a, const struct stat *b)
-{
-	return a->st_ino == b->st_ino && a->st_dev == b->st_dev && a->st_size == b->st_size &&
-	    a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
-}
-
 int
 rp_changed(const struct opts *o, const struct loaded *l)
 {
@@ -213,11 +207,11 @@ rp_changed(const struct opts *o, const struct loaded *l)
 		path_of(o, "rules", path, sizeof path);
 	path_of(o, "rules.ok", okp, sizeof okp);
 	(void)stat(path, &a);
-	if (!same(&a, &l->st_rules))
+	if (!stat_same(&a, &l->st_rules))
 		return 1;
 	if (l->fallback) {
 		(void)stat(okp, &b);
-		if (!same(&b, &l->st_ok))
+		if (!stat_same(&b, &l->st_ok))
 			return 1;
 	}
 	return 0;

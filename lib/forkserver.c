@@ -11,8 +11,11 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 
 #include "buf.h"
@@ -363,32 +366,42 @@ forkserver_start(char *const argv[], char *const envp[], pid_t *pid)
 	return sv[0];
 }
 
-/* ---- server ---- */
+/* ---- the pool ----
+ *
+ * The workers take the requests straight from the control socket: an
+ * idle worker waits in recvmsg on the server's end, which they all
+ * share, and the kernel gives each record to one waiting worker (an
+ * exclusive wake-up, no herd). The server is not on a request's way
+ * (handing each request on cost it two wake-ups a request, issue 7); it
+ * keeps the pool: it forks a worker when one that takes a request finds
+ * no other idle, reaps, kills a worker over the time limit, and ends
+ * when every client has gone and every worker with them. Who is idle
+ * or busy since when is in a scoreboard the server maps shared before
+ * it forks (each worker writes its own slot). A worker writes a chain
+ * request's status line itself, also when the program calls exit()
+ * during it (on_exit); one that dies (a signal, _exit, killed over the
+ * time limit) closes the conversation without it, which the client
+ * takes as a temporary failure. */
 
-/* The parent keeps a pool of workers, each a child with a private
- * SOCK_SEQPACKET socket: a request is handed to an idle worker (or to a
- * new one) as the same record with the same descriptors; the worker
- * answers with its exit code, and the parent writes the status line. */
-struct worker {
-	pid_t pid;
-	int sock;		/* parent's end */
-	int conv;		/* busy: our copy of the conversation; -1 idle */
-	uint64_t nonce;		/* of the request in hand */
-	long long deadline;	/* ms, 0 none */
-	long long idle_since;	/* ms: idle ones are sent away after a while */
-	int retiring;		/* served its last request: never given another */
+enum slot_state { SLOT_FREE, SLOT_STARTING, SLOT_IDLE, SLOT_BUSY };
+
+struct slot {
+	int state;		/* the worker's (idle, busy); the server's (free, starting) */
+	pid_t pid;		/* the server's */
+	long long since;	/* ms: in this state since */
 };
 
-/* a worker's answer: the request's exit code, and whether that was its
- * last (max_use): a request handed to a worker on its way out would be
- * lost, so the parent must know before it picks one */
-struct answer {
-	int code;
-	int last;
-	int reported;		/* FS_CHAIN: it wrote the status line itself */
-};
+static struct board {
+	int hw;			/* slots [0, hw) have been used */
+	struct slot s[MAX_CHILDREN];
+} *board;
+
+#define SPARE 2			/* idle workers the server keeps ready */
+#define SPARE_MAX 8		/* beyond this many idle, a worker ends after its request */
+#define IDLE_WAKE_MS 5000	/* an idle worker looks at the clock this often */
 
 static int sigchld_pipe[2] = { -1, -1 };
+static int need_pipe[2] = { -1, -1 };	/* a worker to the server: no idle one left */
 
 static void
 on_sigchld(int sig)
@@ -400,10 +413,36 @@ on_sigchld(int sig)
 	errno = e;
 }
 
-/* One record with its descriptors: 1 got one, 0 EOF, 2 nothing usable
- * (try again), -1 error. */
 static int
-recv_request(int fd, struct record *rec, int *conv, int *passfd)
+slot_state(int i)
+{
+	return __atomic_load_n(&board->s[i].state, __ATOMIC_SEQ_CST);
+}
+
+static void
+slot_set(int i, int state)
+{
+	__atomic_store_n(&board->s[i].since, fs_now_ms(), __ATOMIC_SEQ_CST);
+	__atomic_store_n(&board->s[i].state, state, __ATOMIC_SEQ_CST);
+}
+
+/* Workers idle or starting, other than slot me (-1: all). */
+static int
+available(int me)
+{
+	int i, n = 0, hw = __atomic_load_n(&board->hw, __ATOMIC_SEQ_CST);
+
+	for (i = 0; i < hw; i++)
+		if (i != me && (slot_state(i) == SLOT_IDLE || slot_state(i) == SLOT_STARTING))
+			n++;
+	return n;
+}
+
+/* One record with its descriptors: 1 got one, 0 EOF, 2 nothing usable
+ * (try again: a time-out, a signal, not a request of ours), -1 error.
+ * flags: MSG_DONTWAIT or 0 (then SO_RCVTIMEO bounds the wait). */
+static int
+recv_request(int fd, struct record *rec, int *conv, int *passfd, int flags)
 {
 	char cbuf[CMSG_SPACE(4 * sizeof(int))];
 	struct iovec iov = { rec, sizeof *rec };
@@ -417,7 +456,7 @@ recv_request(int fd, struct record *rec, int *conv, int *passfd)
 	mh.msg_iovlen = 1;
 	mh.msg_control = cbuf;
 	mh.msg_controllen = sizeof cbuf;
-	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | flags);
 	if (n <= 0)
 		return n == 0 ? 0 : (errno == EAGAIN || errno == EINTR ? 2 : -1);
 	if (n != (ssize_t)sizeof *rec || rec->envlen > ENV_MAX)
@@ -506,6 +545,10 @@ static struct {
 	jmp_buf jb;
 	int in_request;		/* forkserver_exit() jumps back */
 	int code;
+	pid_t pid;		/* the worker (not a child it forked) */
+	enum fs_kind kind;
+	uint64_t nonce;		/* of the request in hand */
+	volatile sig_atomic_t orphan;	/* the server is gone */
 } wk;
 
 void
@@ -517,25 +560,114 @@ forkserver_exit(int code)
 	longjmp(wk.jb, 1);
 }
 
+/* exit() during a chain request: the status line with that code, after
+ * the lines held so far (the server no longer reaps it for the client) */
+static void
+worker_on_exit(int code, void *unused)
+{
+	char st[64];
+
+	(void)unused;
+	if (!wk.in_request || wk.kind != FS_CHAIN || getpid() != wk.pid)
+		return;
+	wk.in_request = 0;
+	status_line(st, sizeof st, code, wk.nonce);
+	fputs(st, stderr);
+	fflush(stderr);
+}
+
+static void
+on_orphan(int sig)
+{
+	(void)sig;
+	wk.orphan = 1;
+}
+
+void
+forkserver_exec(char *const argv[])
+{
+	int keep[3] = { SPAWN_KEEP, SPAWN_KEEP, SPAWN_KEEP }, st;
+	pid_t pid;
+
+	fflush(NULL);	/* held lines (log_hold) go before the program's */
+	if (!wk.in_request || getpid() != wk.pid) {
+		execvp(argv[0], argv);
+		return;
+	}
+	/* a worker: nobody else would write the program's status */
+	if ((errno = spawn_fds(&pid, argv, environ, keep, 3, 0) < 0 ? errno : 0))
+		return;
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR) {
+			log_warnsys("waitpid %s", argv[0]);
+			forkserver_exit(EXIT_TEMP);
+		}
+	forkserver_exit(WIFEXITED(st) ? WEXITSTATUS(st) : EXIT_TEMP);
+}
+
 /* The request's descriptors as an exec'ed program has them: a chain
  * program fd 0 the message and fd 2 the conversation; a session fd 0
- * and 1 the client's socket (the conversation only carries the end). */
+ * and 1 the client's socket (the conversation, kept to the session's
+ * end, only tells the listener of that end). */
 static int
 worker_setup(enum fs_kind kind, int conv, int passfd, size_t envlen)
 {
 	int rc = read_env(conv, envlen) == 0 && dup2(passfd, 0) >= 0 &&
 	    dup2(kind == FS_SESSION ? passfd : conv, kind == FS_SESSION ? 1 : 2) >= 0 ? 0 : -1;
 
-	close(conv);
+	if (kind != FS_SESSION)
+		close(conv);
 	close(passfd);
 	return rc;
 }
 
+/* Idle: wait for a request on the shared control socket. 1 with one in
+ * hand, 0 when this worker should end (every client gone, idle too
+ * long with others idle, the server gone). */
+static int
+worker_wait(enum fs_kind kind, int ctl, int me, struct record *rec, int *conv, int *passfd)
+{
+	for (;;) {
+		int r;
+
+		if (wk.orphan)
+			return 0;
+		r = recv_request(ctl, rec, conv, passfd, 0);
+		if (r == 0 || r < 0)
+			return 0;
+		if (r == 1 && rec->kind == (char)kind && *passfd >= 0)
+			return 1;
+		if (r == 1) {
+			log_warn("request of the wrong kind ignored");
+			close(*conv);	/* the client sees EOF */
+			if (*passfd >= 0)
+				close(*passfd);
+			continue;
+		}
+		/* woken with nothing: time to go? (one stays idle) */
+		if (fs_now_ms() - board->s[me].since >= WORKER_IDLE_MS && available(me) >= 1)
+			return 0;
+	}
+}
+
 static void __attribute__((noreturn))
-worker_loop(enum fs_kind kind, int sock, int (*one)(void *), void *arg, int max_use)
+worker_loop(enum fs_kind kind, int ctl, int me, int (*one)(void *), void *arg, int max_use)
 {
 	int uses, logfd = fcntl(2, F_DUPFD_CLOEXEC, 3), null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	pid_t server = getppid();
+	struct sigaction sa;
 
+	wk.pid = getpid();
+	wk.kind = kind;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_orphan;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;	/* a request's calls go on; the idle recvmsg (SO_RCVTIMEO) does not */
+	sigaction(SIGUSR2, &sa, NULL);
+	(void)prctl(PR_SET_PDEATHSIG, SIGUSR2);
+	if (getppid() != server)
+		wk.orphan = 1;
+	(void)on_exit(worker_on_exit, NULL);
 	if (kind == FS_CHAIN) {
 		/* a request's lines and then its status in one write: the
 		 * client wakes up once, not once a line (warnings still go
@@ -546,18 +678,18 @@ worker_loop(enum fs_kind kind, int sock, int (*one)(void *), void *arg, int max_
 		log_hold(1);
 	}
 	for (uses = 0; uses < max_use; uses++) {
-		struct pollfd p = { sock, POLLIN, 0 };
 		struct record rec;
-		int conv, passfd, r, code, on_conv;
-		struct answer a = { 0, 0, 0 };
+		int conv, passfd, code;
+		volatile int on_conv;	/* read after the longjmp */
 
-		if (poll(&p, 1, -1) <= 0)
+		slot_set(me, SLOT_IDLE);
+		if (!worker_wait(kind, ctl, me, &rec, &conv, &passfd))
 			break;
-		if ((r = recv_request(sock, &rec, &conv, &passfd)) == 0 || r < 0)
-			break;
-		if (r == 2)
-			continue;
-		on_conv = passfd >= 0 && worker_setup(kind, conv, passfd, rec.envlen) == 0;
+		slot_set(me, SLOT_BUSY);
+		if (available(me) == 0)	/* the server forks another */
+			(void)!write(need_pipe[1], "", 1);
+		wk.nonce = rec.nonce;
+		on_conv = worker_setup(kind, conv, passfd, rec.envlen) == 0;
 		if (!on_conv)
 			code = EXIT_TEMP;
 		else if (setjmp(wk.jb) == 0) {
@@ -567,245 +699,128 @@ worker_loop(enum fs_kind kind, int sock, int (*one)(void *), void *arg, int max_
 			code = wk.code;
 		wk.in_request = 0;
 		alarm(0);
-		a.code = code;
-		a.last = uses + 1 == max_use;
 		if (kind == FS_CHAIN && on_conv) {
-			/* the status from here: the client need not wait for
-			 * the parent (one wake-up less on the way back) */
 			char st[64];
 			status_line(st, sizeof st, code, rec.nonce);
 			fputs(st, stderr);
-			a.reported = 1;
 		}
-		/* the parent first: it must see us free before the client,
-		 * told the status, asks again (else it forks another worker) */
-		if (send(sock, &a, sizeof a, MSG_NOSIGNAL) != (ssize_t)sizeof a)
-			break;
 		fflush(NULL);
-		/* our copies of the conversation closed */
+		/* our copies of the conversation closed: the client (or for
+		 * a session the listener) sees the end */
 		(void)dup2(null, 0);
-		if (kind == FS_SESSION)
+		if (kind == FS_SESSION) {
 			(void)dup2(null, 1);
+			close(conv);
+		}
 		(void)dup2(logfd, 2);
+		if (available(me) >= SPARE_MAX)	/* the pool shrinks after a burst */
+			break;
 	}
-	/* ends after its last answer, or when the parent closes our socket
-	 * (idle, or the server ends); 111 if ever taken for a request's end */
-	_exit(EXIT_TEMP);
+	_exit(0);
 }
 
-/* ---- the parent ---- */
+/* ---- the server ---- */
 
-static void
-report(struct worker *w, int code)
-{
-	char line[64];
-	int n;
-
-	if (w->conv < 0)
-		return;
-	n = status_line(line, sizeof line, code, w->nonce);
-	(void)!fd_write_all(w->conv, line, (size_t)n);
-	close(w->conv);
-	w->conv = -1;
-}
-
-/* A worker's answer: the request is done (its status written by it,
- * or now by us). */
-static void
-answered(struct worker *w, const struct answer *a)
-{
-	if (a->reported && w->conv >= 0) {
-		close(w->conv);
-		w->conv = -1;
-	}
-	report(w, a->code);
-}
-
-static void
-worker_gone(struct worker *ws, int *nw, int i, int code)
-{
-	report(&ws[i], code);
-	if (ws[i].sock >= 0)
-		close(ws[i].sock);
-	ws[i] = ws[--*nw];
-}
-
-static void
-reap(struct worker *ws, int *nw)
-{
-	pid_t pid;
-	int st, i;
-
-	while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
-		for (i = 0; i < *nw; i++)
-			if (ws[i].pid == pid) {
-				struct answer a;
-				int code = WIFEXITED(st) ? WEXITSTATUS(st) : EXIT_TEMP;
-				if (WIFSIGNALED(st) && WTERMSIG(st) != SIGKILL)
-					log_warn("worker %ld killed by signal %d", (long)pid, WTERMSIG(st));
-				/* its last answer may still be unread (it answers,
-				 * then ends): that is the request's code; else a
-				 * busy worker's exit status (it exec'ed a program,
-				 * or died) */
-				if (ws[i].conv >= 0 && ws[i].sock >= 0 &&
-				    recv(ws[i].sock, &a, sizeof a, MSG_DONTWAIT) == (ssize_t)sizeof a)
-					answered(&ws[i], &a);
-				worker_gone(ws, nw, i, code);
-				break;
-			}
-}
-
-static long long
-expire(struct worker *ws, int nw)
-{
-	long long now = fs_now_ms(), next = -1;
-	int i;
-
-	for (i = 0; i < nw; i++) {
-		if (ws[i].conv < 0 || !ws[i].deadline)
-			continue;
-		if (ws[i].deadline <= now) {
-			log_warn("worker %ld over the time limit, killed", (long)ws[i].pid);
-			kill(ws[i].pid, SIGKILL);
-			ws[i].deadline = 0;
-		} else if (next < 0 || ws[i].deadline - now < next)
-			next = ws[i].deadline - now;
-	}
-	return next;
-}
-
-/* A new worker in ws[nw]. It must not keep what the parent holds for
- * others (their sockets, conversations, the request in hand): a copy
- * of a conversation would keep its client from ever seeing EOF. */
+/* A worker into a free slot; -1 when there is none or fork fails. It
+ * keeps nothing of the server's but the control socket. */
 static int
-spawn_worker(enum fs_kind kind, struct worker *ws, int nw, int ctl, int conv, int passfd,
-    int (*one)(void *), void *arg, int max_use)
+spawn_worker(enum fs_kind kind, int ctl, int (*one)(void *), void *arg, int max_use)
 {
-	struct worker *w = &ws[nw];
-	int sv[2], i;
+	int i;
 	pid_t pid;
 
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+	for (i = 0; i < MAX_CHILDREN && board->s[i].state != SLOT_FREE; i++)
+		;
+	if (i == MAX_CHILDREN)
 		return -1;
+	slot_set(i, SLOT_STARTING);
+	if (i >= board->hw)
+		__atomic_store_n(&board->hw, i + 1, __ATOMIC_SEQ_CST);
 	if ((pid = fork()) < 0) {
-		close(sv[0]);
-		close(sv[1]);
+		log_warnsys("fork");
+		slot_set(i, SLOT_FREE);
 		return -1;
 	}
 	if (pid == 0) {
-		for (i = 0; i < nw; i++) {
-			if (ws[i].sock >= 0)
-				close(ws[i].sock);
-			if (ws[i].conv >= 0)
-				close(ws[i].conv);
-		}
-		close(conv);
-		close(passfd);
-		close(ctl);
-		close(sv[0]);
 		close(sigchld_pipe[0]);
 		close(sigchld_pipe[1]);
+		close(need_pipe[0]);
 		signal(SIGCHLD, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
-		worker_loop(kind, sv[1], one, arg, max_use);
+		worker_loop(kind, ctl, i, one, arg, max_use);
 	}
-	close(sv[1]);
-	w->pid = pid;
-	w->sock = sv[0];
-	w->conv = -1;
-	w->deadline = 0;
-	w->retiring = 0;
+	board->s[i].pid = pid;
 	return 0;
 }
 
-/* A busy worker's answer, if it is there: 1 taken (it is free, or
- * retiring), 0 not yet, -1 its socket is closed or broken. */
 static int
-take_answer(struct worker *w)
+reap(void)
 {
-	struct answer a;
-	ssize_t n = recv(w->sock, &a, sizeof a, MSG_DONTWAIT);
+	int st, i, live = 0;
+	pid_t pid;
 
-	if (n == (ssize_t)sizeof a) {
-		answered(w, &a);
-		w->deadline = 0;
-		w->retiring = a.last;
-		w->idle_since = fs_now_ms();
-		return 1;
-	}
-	return n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ? -1 : 0;
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
+		for (i = 0; i < board->hw; i++)
+			if (board->s[i].state != SLOT_FREE && board->s[i].pid == pid) {
+				if (WIFSIGNALED(st) && WTERMSIG(st) != SIGKILL)
+					log_warn("worker %ld killed by signal %d", (long)pid, WTERMSIG(st));
+				board->s[i].pid = 0;
+				slot_set(i, SLOT_FREE);
+				break;
+			}
+	for (i = 0; i < board->hw; i++)
+		live += board->s[i].state != SLOT_FREE;
+	return live;
 }
 
-/* Answers that came after the main poll looked: a worker answers us
- * just before its status reaches the client, who may ask again at
- * once; the request must find that worker free (else another worker is
- * forked, and a client's requests wander between them). One poll. */
+/* Kill the workers over the time limit (timeout_s > 0). */
 static void
-drain_answers(struct worker *ws, int nw)
+expire(long long timeout_s)
 {
-	static struct pollfd p[MAX_CHILDREN];
-	static int idx[MAX_CHILDREN];
-	int i, np = 0;
+	long long now = fs_now_ms(), since;
+	int i;
 
-	for (i = 0; i < nw; i++)
-		if (ws[i].conv >= 0 && ws[i].sock >= 0) {
-			idx[np] = i;
-			p[np++] = (struct pollfd){ ws[i].sock, POLLIN, 0 };
+	for (i = 0; i < board->hw; i++) {
+		since = __atomic_load_n(&board->s[i].since, __ATOMIC_SEQ_CST);
+		if (slot_state(i) == SLOT_BUSY && since + timeout_s * 1000 <= now &&
+		    since == __atomic_load_n(&board->s[i].since, __ATOMIC_SEQ_CST)) {
+			log_warn("worker %ld over the time limit, killed", (long)board->s[i].pid);
+			kill(board->s[i].pid, SIGKILL);
 		}
-	if (np == 0 || poll(p, (nfds_t)np, 0) <= 0)
-		return;
-	for (i = 0; i < np; i++)
-		if (p[i].revents & POLLIN)
-			(void)take_answer(&ws[idx[i]]);	/* closed: the main loop sees it */
+	}
 }
 
-/* Hand one request to an idle worker, or a new one. */
 static void
-dispatch(struct worker *ws, int *nw, int ctl, const struct record *rec, int conv, int passfd,
-    long long timeout_s, int (*one)(void *), void *arg, int max_use)
+drain(int fd)
 {
-	int i, fds[2] = { conv, passfd };
+	char junk[64];
 
-	drain_answers(ws, *nw);
-	for (i = 0; i < *nw && (ws[i].conv >= 0 || ws[i].retiring); i++)
+	while (read(fd, junk, sizeof junk) > 0)
 		;
-	if (i == *nw) {
-		if (spawn_worker((enum fs_kind)rec->kind, ws, *nw, ctl, conv, passfd, one, arg,
-		    max_use) < 0) {
-			log_warnsys("fork");
-			close(conv);	/* the client sees EOF: a temporary failure */
-			close(passfd);
-			return;
-		}
-		(*nw)++;
-	}
-	ws[i].nonce = rec->nonce;
-	if (send_fds(ws[i].sock, rec->kind, rec->envlen, rec->nonce, fds, 2) < 0) {
-		close(passfd);
-		ws[i].conv = conv;
-		kill(ws[i].pid, SIGKILL);
-		worker_gone(ws, nw, i, EXIT_TEMP);
-		return;
-	}
-	close(passfd);
-	ws[i].conv = conv;
-	ws[i].deadline = timeout_s > 0 ? fs_now_ms() + timeout_s * 1000 : 0;
 }
 
 void
 forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
     void (*refresh)(void *), int (*one)(void *), void *arg)
 {
-	static struct worker ws[MAX_CHILDREN];
-	static struct pollfd p[MAX_CHILDREN + 2];
-	int ctl = forkserver_fd(), nw = 0, open_ = 1, i, busy;
+	int ctl = forkserver_fd(), open_ = 1, live = 0;
+	struct timeval tv = { IDLE_WAKE_MS / 1000, (IDLE_WAKE_MS % 1000) * 1000 };
 	struct sigaction sa;
 
 	if (ctl < 0)
 		die(EXIT_TEMP, "%s is not a control socket", FORKSERVER_ENV);
 	unsetenv(FORKSERVER_ENV);
-	if (pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
+	board = mmap(NULL, sizeof *board, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (board == MAP_FAILED)
+		diesys(EXIT_TEMP, "mmap");
+	if (pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) < 0 ||
+	    pipe2(need_pipe, O_CLOEXEC | O_NONBLOCK) < 0)
 		diesys(EXIT_TEMP, "pipe");
+	/* the workers' wait on it wakes now and then (idle time, the
+	 * server gone); no program they run gets it */
+	if (fcntl(ctl, F_SETFD, FD_CLOEXEC) < 0 ||
+	    setsockopt(ctl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
+		diesys(EXIT_TEMP, "control socket");
 	if (kind == FS_CHAIN) {
 		/* a worker handles message after message: what one freed
 		 * stays for the next (glibc gave a 64 KiB message's buffers
@@ -823,77 +838,39 @@ forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
 	if (send(ctl, READY, sizeof READY - 1, MSG_NOSIGNAL) < 0)
 		diesys(EXIT_TEMP, "control socket");
 	for (;;) {
-		long long next = expire(ws, nw);
-		int np = 0, first, chld;
-		char junk[64];
+		struct pollfd p[3] = {
+			{ sigchld_pipe[0], POLLIN, 0 }, { need_pipe[0], POLLIN, 0 },
+			{ open_ ? ctl : -1, 0, 0 }	/* only its hang-up: every client gone */
+		};
+		int tick = -1;
 
-		for (i = busy = 0; i < nw; i++) {
-			long long left = ws[i].idle_since + WORKER_IDLE_MS - fs_now_ms();
-			busy += ws[i].conv >= 0;
-			/* wake up to send an idle one away even when nothing
-			 * else happens */
-			if (ws[i].conv < 0 && !ws[i].retiring && (next < 0 || left < next))
-				next = left < 0 ? 0 : left;
-		}
-		if (!open_ && busy == 0)
+		if (open_) {
+			if (refresh)
+				refresh(arg);
+			while (available(-1) < SPARE && live < MAX_CHILDREN &&
+			    spawn_worker(kind, ctl, one, arg, max_use) == 0)
+				live++;
+			/* the clock for the time limit, the refresh, a fork
+			 * that failed */
+			if (live && (timeout_s > 0 || refresh))
+				tick = 1000;
+			if (available(-1) < SPARE && live < MAX_CHILDREN)
+				tick = 1000;
+		} else if (live == 0)
 			break;
-		p[np++] = (struct pollfd){ sigchld_pipe[0], POLLIN, 0 };
-		first = np;
-		for (i = 0; i < nw; i++)
-			p[np++] = (struct pollfd){ ws[i].sock, POLLIN, 0 };
-		if (open_ && busy < MAX_CHILDREN)
-			p[np++] = (struct pollfd){ ctl, POLLIN, 0 };
-		if (poll(p, (nfds_t)np, next < 0 ? -1 : (int)(next > 60000 ? 60000 : next)) < 0 &&
-		    errno != EINTR)
+		if (poll(p, 3, tick) < 0 && errno != EINTR)
 			diesys(EXIT_TEMP, "poll");
-		/* a child ended: the only time waitpid is worth a call */
-		chld = p[0].revents & POLLIN;
-		while (chld && read(sigchld_pipe[0], junk, sizeof junk) > 0)
-			;
-		/* answers first (they free workers), from the last so that
-		 * removing one does not move an unvisited one */
-		for (i = nw - 1; i >= 0; i--) {
-			if (i + first >= np - (open_ && busy < MAX_CHILDREN) ||
-			    !(p[i + first].revents & (POLLIN | POLLHUP | POLLERR)) || ws[i].sock < 0)
-				continue;
-			if (take_answer(&ws[i]) < 0) {
-				if (ws[i].conv >= 0) {
-					/* busy: it died, or exec'ed the program
-					 * (which closed our socket); its exit
-					 * status is the answer, reap() reports */
-					close(ws[i].sock);
-					ws[i].sock = -1;
-					continue;
-				}
-				worker_gone(ws, &nw, i, EXIT_TEMP);	/* idle: it ended */
-			}
+		if (p[0].revents & POLLIN) {
+			drain(sigchld_pipe[0]);
+			live = reap();
 		}
-		if (chld)
-			reap(ws, &nw);
-		for (i = nw - 1; i >= 0; i--)	/* idle long enough: the pool shrinks */
-			if (ws[i].conv < 0 && !ws[i].retiring &&
-			    fs_now_ms() - ws[i].idle_since >= WORKER_IDLE_MS)
-				worker_gone(ws, &nw, i, EXIT_TEMP);
-		if (open_ && busy < MAX_CHILDREN && (p[np - 1].revents & (POLLIN | POLLHUP | POLLERR))) {
-			struct record rec;
-			int conv, passfd, r = recv_request(ctl, &rec, &conv, &passfd);
-			if (r <= 0)
-				open_ = 0;	/* every client is gone */
-			else if (r == 1 && (rec.kind != (char)kind || passfd < 0)) {
-				log_warn("request of the wrong kind ignored");
-				close(conv);
-				if (passfd >= 0)
-					close(passfd);
-			} else if (r == 1) {
-				if (refresh)
-					refresh(arg);
-				dispatch(ws, &nw, ctl, &rec, conv, passfd, timeout_s, one, arg, max_use);
-			}
-		}
+		if (p[1].revents & POLLIN)
+			drain(need_pipe[0]);
+		if (p[2].revents & (POLLHUP | POLLERR))
+			open_ = 0;	/* idle workers see EOF and end */
+		if (timeout_s > 0)
+			expire(timeout_s);
 	}
-	for (i = 0; i < nw; i++)	/* idle workers see EOF and end */
-		if (ws[i].sock >= 0)
-			close(ws[i].sock);
 	exit(0);
 }
 
@@ -1039,7 +1016,7 @@ forkserver_serve_policy(int (*answer)(void *arg, char *req, size_t len, struct b
 				i++;
 		if (first && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
 			struct record rec;
-			int conv, passfd, r = recv_request(ctl, &rec, &conv, &passfd);
+			int conv, passfd, r = recv_request(ctl, &rec, &conv, &passfd, MSG_DONTWAIT);
 			if (r <= 0)
 				open_ = 0;
 			else if (r == 1) {

@@ -25,11 +25,15 @@
  * the exit code, NONCE (16 hex digits) the request's, which the client
  * drew and no program's output can guess. The worker writes it when the
  * program is done, after the program's held lines (one write, so the
- * client wakes once); if the worker died, exec'ed or ran over the time
- * limit the server writes it (N 111, or the exec'ed program's code).
- * EOF without that line means a temporary failure, so nothing is ever
- * taken as delivered unless the program itself said so. A server ends when every client end of its
- * control socket is closed, after the requests in progress. */
+ * client wakes once), also when the program calls exit() (its code) or
+ * runs another program (forkserver_exec: that one's code). A worker
+ * that dies (a signal, _exit) or runs over the time limit (killed)
+ * closes the conversation without it: EOF without that line means a
+ * temporary failure, so nothing is ever taken as delivered unless the
+ * program itself said so. The workers take the requests from the
+ * control socket themselves; the server only keeps the pool
+ * (forkserver.c). A server ends when every client end of its control
+ * socket is closed, after the requests in progress. */
 #ifndef MX_FORKSERVER_H
 #define MX_FORKSERVER_H
 #include <stdint.h>
@@ -45,23 +49,30 @@ enum fs_kind { FS_POLICY = 'p', FS_CHAIN = 'c', FS_SESSION = 's' };
 int forkserver_fd(void);
 
 /* Server for a chain program (FS_CHAIN) or SMTP sessions (FS_SESSION):
- * answers "ready", then hands requests to a pool of worker processes
- * forked from this one (so they inherit what it loaded), each running
+ * answers "ready", then keeps a pool of worker processes forked from
+ * this one that take the requests (so they inherit what it loaded), each running
  * one() for up to max_use requests. one() sees the request's
  * environment and, for FS_CHAIN, fd 0 the message and fd 2 the
  * conversation; for FS_SESSION fd 0 and 1 the client's socket (fd 2
  * stays the server's log). It returns the exit code, or the program
  * calls forkserver_exit(code) from anywhere inside it (a longjmp back:
  * what that request allocated stays until the worker ends, at most
- * max_use requests later). A worker that dies or execs during a
- * request: its exit status is the code (a signal: 111). refresh (may be
- * NULL) runs before each dispatch; workers over timeout_s seconds are
- * killed (0: no limit). Never returns. */
+ * max_use requests later). A worker that calls exit() during a request:
+ * its code; one that dies of a signal: no status (temporary). refresh
+ * (may be NULL) runs in the server before it forks workers and at least
+ * once a second; workers over timeout_s seconds are killed (0: no
+ * limit). Never returns. */
 void forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
     void (*refresh)(void *), int (*one)(void *), void *arg) __attribute__((noreturn));
 
 /* End the current request with code (a worker), else exit(code). */
 void forkserver_exit(int code) __attribute__((noreturn));
+
+/* Run argv (PATH searched) for the rest of the request, with our fds 0,
+ * 1 and 2: outside a worker an exec; in a worker a child, and the
+ * request ends with its exit code (111 on a signal). Returns only when
+ * it cannot be started (errno). */
+void forkserver_exec(char *const argv[]);
 
 /* Server for policy conversations, all in this one process (no fork:
  * a policy answer is a few table look-ups, a process per session cost

@@ -327,8 +327,7 @@ chain_one(void *arg)
 	release(&e, &m, &res, &rc, &fo, &fm);
 	if (srv.ctl >= 0)
 		next_via_server(ctx->set->timeout_chain);
-	fflush(NULL);	/* held lines (log_hold) are not lost with the exec */
-	execvp(argv[0], argv);
+	forkserver_exec(argv);	/* a worker's status is its code */
 	log_warnsys("cannot run %s", argv[0]);
 	fail(EXIT_TEMP, "4.3.0 ruleproc: cannot run the next program");
 	return EXIT_TEMP;

@@ -397,7 +397,7 @@ static struct board {
 } *board;
 
 #define SPARE 2			/* idle workers the server keeps ready */
-#define SPARE_MAX 8		/* beyond this many idle, a worker ends after its request */
+#define SPARE_MAX 8		/* beyond this many idle, the server sends one away a second */
 #define IDLE_WAKE_MS 5000	/* an idle worker looks at the clock this often */
 
 static int sigchld_pipe[2] = { -1, -1 };
@@ -548,7 +548,7 @@ static struct {
 	pid_t pid;		/* the worker (not a child it forked) */
 	enum fs_kind kind;
 	uint64_t nonce;		/* of the request in hand */
-	volatile sig_atomic_t orphan;	/* the server is gone */
+	volatile sig_atomic_t quit;	/* end when idle: the server is gone, or sent us away */
 } wk;
 
 void
@@ -577,10 +577,10 @@ worker_on_exit(int code, void *unused)
 }
 
 static void
-on_orphan(int sig)
+on_quit(int sig)
 {
 	(void)sig;
-	wk.orphan = 1;
+	wk.quit = 1;
 }
 
 void
@@ -623,14 +623,15 @@ worker_setup(enum fs_kind kind, int conv, int passfd, size_t envlen)
 
 /* Idle: wait for a request on the shared control socket. 1 with one in
  * hand, 0 when this worker should end (every client gone, idle too
- * long with others idle, the server gone). */
+ * long with others idle, the server gone or sending us away: SIGUSR2,
+ * whose handler makes the wait return, SO_RCVTIMEO). */
 static int
 worker_wait(enum fs_kind kind, int ctl, int me, struct record *rec, int *conv, int *passfd)
 {
 	for (;;) {
 		int r;
 
-		if (wk.orphan)
+		if (wk.quit)
 			return 0;
 		r = recv_request(ctl, rec, conv, passfd, 0);
 		if (r == 0 || r < 0)
@@ -656,17 +657,20 @@ worker_loop(enum fs_kind kind, int ctl, int me, int (*one)(void *), void *arg, i
 	int uses, logfd = fcntl(2, F_DUPFD_CLOEXEC, 3), null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	pid_t server = getppid();
 	struct sigaction sa;
+	sigset_t usr2;
 
 	wk.pid = getpid();
 	wk.kind = kind;
 	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_orphan;
+	sa.sa_handler = on_quit;
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_RESTART;	/* a request's calls go on; the idle recvmsg (SO_RCVTIMEO) does not */
 	sigaction(SIGUSR2, &sa, NULL);
+	sigemptyset(&usr2);
+	sigaddset(&usr2, SIGUSR2);
 	(void)prctl(PR_SET_PDEATHSIG, SIGUSR2);
 	if (getppid() != server)
-		wk.orphan = 1;
+		wk.quit = 1;
 	(void)on_exit(worker_on_exit, NULL);
 	if (kind == FS_CHAIN) {
 		/* a request's lines and then its status in one write: the
@@ -677,7 +681,7 @@ worker_loop(enum fs_kind kind, int ctl, int me, int (*one)(void *), void *arg, i
 		setvbuf(stderr, errbuf, _IOFBF, sizeof errbuf);
 		log_hold(1);
 	}
-	for (uses = 0; uses < max_use; uses++) {
+	for (uses = 0; uses < max_use && !wk.quit; uses++) {
 		struct record rec;
 		int conv, passfd, code;
 		volatile int on_conv;	/* read after the longjmp */
@@ -689,6 +693,9 @@ worker_loop(enum fs_kind kind, int ctl, int me, int (*one)(void *), void *arg, i
 		if (available(me) == 0)	/* the server forks another */
 			(void)!write(need_pipe[1], "", 1);
 		wk.nonce = rec.nonce;
+		/* SIGUSR2 only ends an idle wait: in a request it would
+		 * break a poll or a sleep (never restarted) */
+		sigprocmask(SIG_BLOCK, &usr2, NULL);
 		on_conv = worker_setup(kind, conv, passfd, rec.envlen) == 0;
 		if (!on_conv)
 			code = EXIT_TEMP;
@@ -713,8 +720,7 @@ worker_loop(enum fs_kind kind, int ctl, int me, int (*one)(void *), void *arg, i
 			close(conv);
 		}
 		(void)dup2(logfd, 2);
-		if (available(me) >= SPARE_MAX)	/* the pool shrinks after a burst */
-			break;
+		sigprocmask(SIG_UNBLOCK, &usr2, NULL);
 	}
 	_exit(0);
 }
@@ -773,6 +779,24 @@ reap(void)
 	return live;
 }
 
+/* More than SPARE_MAX idle: one is sent away (at most one a second, so
+ * that a pool that a burst grew does not churn; it ends when idle) */
+static void
+shrink(long long *last)
+{
+	long long now = fs_now_ms();
+	int i;
+
+	if (now - *last < 1000)
+		return;
+	for (i = board->hw - 1; i >= 0; i--)
+		if (slot_state(i) == SLOT_IDLE && board->s[i].pid > 0) {
+			kill(board->s[i].pid, SIGUSR2);
+			*last = now;
+			return;
+		}
+}
+
 /* Kill the workers over the time limit (timeout_s > 0). */
 static void
 expire(long long timeout_s)
@@ -804,6 +828,7 @@ forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
     void (*refresh)(void *), int (*one)(void *), void *arg)
 {
 	int ctl = forkserver_fd(), open_ = 1, live = 0;
+	long long last_shrink = 0;
 	struct timeval tv = { IDLE_WAKE_MS / 1000, (IDLE_WAKE_MS % 1000) * 1000 };
 	struct sigaction sa;
 
@@ -856,6 +881,10 @@ forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
 				tick = 1000;
 			if (available(-1) < SPARE && live < MAX_CHILDREN)
 				tick = 1000;
+			if (available(-1) > SPARE_MAX) {
+				shrink(&last_shrink);
+				tick = 1000;
+			}
 		} else if (live == 0)
 			break;
 		if (poll(p, 3, tick) < 0 && errno != EINTR)

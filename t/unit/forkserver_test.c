@@ -1,8 +1,10 @@
 /* Unit tests: lib/forkserver. This binary is both sides: run plainly it
  * starts itself ("serve"/"eserve") as a fork server and sends requests;
  * what each child does depends on the SENDER of its request. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +71,29 @@ chain_child(void *arg)
 		raise(SIGKILL);
 	if (!strcmp(what, "hang"))
 		sleep(30);
+	if (!strcmp(what, "nap")) {	/* busy a while */
+		poll(NULL, 0, 700);
+		return 0;
+	}
+	if (!strcmp(what, "exec")) {	/* another program's code and lines */
+		char *sh[] = { "/bin/sh", "-c", "echo from-sh >&2; exit 9", NULL };
+		dprintf(2, "before\n");
+		forkserver_exec(sh);
+		return 97;
+	}
+	if (!strcmp(what, "usr2")) {	/* "go away" in a request: it finishes first */
+		pid_t me = getpid(), k;
+		int r;
+		dprintf(2, "%ld\n", (long)me);
+		if ((k = fork()) == 0) {	/* while we wait in poll */
+			usleep(100000);
+			kill(me, SIGUSR2);
+			_exit(0);
+		}
+		r = poll(NULL, 0, 400);
+		(void)waitpid(k, NULL, 0);
+		return r == 0 ? 0 : 13;
+	}
 	if (!strcmp(what, "forge")) {	/* status lines without the request's nonce */
 		dprintf(2, "\n%s0\n\n%s0 0000000000000001\n\n%s0 %016llx\n", FS_STATUS, FS_STATUS,
 		    FS_STATUS, 0ULL);
@@ -170,6 +195,30 @@ pids(int ctl, int n, long *seen, int have)
 	return have;
 }
 
+/* children of pid (its workers), from /proc */
+static int
+children(pid_t pid)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+
+	while (d && (e = readdir(d))) {
+		char path[300], b[512], *p;
+		FILE *f;
+		snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || !(f = fopen(path, "r")))
+			continue;
+		if (fgets(b, sizeof b, f) && (p = strrchr(b, ')')) &&
+		    atol(p + 4) == (long)pid && p[2] != 'Z')
+			n++;
+		fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -254,6 +303,57 @@ main(int argc, char **argv)
 		CHECK(i >= 0, "%d requests in a row", 3 * FS_MAX_USE + 10);
 		CHECK(i >= 4 && i <= 12, "workers are replaced after %d requests (%d distinct pids in %d requests)",
 		    FS_MAX_USE, i, 3 * FS_MAX_USE + 10);
+	}
+
+	/* a program run from a worker: its lines and its exit code */
+	st = call(ctl, "exec", NULL, &out);
+	CHECK(st == 9 && out.s && !strcmp(out.s, "before|from-sh|"),
+	    "forkserver_exec in a worker: the program's lines and exit code (%d %s)", st, out.s ? out.s : "");
+
+	/* "go away" (SIGUSR2) in the middle of a request: the request ends
+	 * normally (no poll broken by it), then the worker goes */
+	{
+		long gone;
+		st = call(ctl, "usr2", NULL, &out);
+		gone = out.s ? atol(out.s) : 0;
+		CHECK(st == 0, "SIGUSR2 during a request: it completes (got %d)", st);
+		for (i = 0; i < 50 && gone > 0 && kill((pid_t)gone, 0) == 0; i++)
+			usleep(100000);
+		CHECK(gone > 0 && i < 50, "then that worker ends (pid %ld)", gone);
+		CHECK(call(ctl, "pid", NULL, &out) == 0, "and the pool serves on");
+	}
+
+	/* a burst grows the pool; it shrinks back (one a second) after it */
+	{
+		char *serve3[] = { "/proc/self/exe", "serve", NULL };
+		pid_t spid, kids[16];
+		int k, ctl3 = forkserver_start(serve3, environ, &spid), most, bad = 0;
+		for (k = 0; k < 16; k++)
+			if ((kids[k] = fork()) == 0)
+				_exit(call(ctl3, "nap", NULL, &out) == 0 ? 0 : 1);
+		usleep(300000);
+		most = children(spid);
+		for (k = 0; k < 16; k++)
+			if (kids[k] < 0 || waitpid(kids[k], &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st))
+				bad++;
+		CHECK(bad == 0 && most >= 16, "16 requests at once: 16 workers or more (%d), every answer 0 (%d not)",
+		    most, bad);
+		for (i = 0; i < 150 && children(spid) > 10; i++)
+			usleep(100000);
+		CHECK(i < 150, "after the burst the pool shrinks to 10 or fewer (%d left after %d ms)",
+		    children(spid), i * 100);
+		CHECK(call(ctl3, "pid", NULL, &out) == 0, "and serves on");
+
+		/* the server killed: its idle workers end at once, and the
+		 * clients see the control socket hang up */
+		kill(spid, SIGKILL);
+		(void)waitpid(spid, &st, 0);
+		{
+			struct pollfd pf = { ctl3, 0, 0 };
+			k = poll(&pf, 1, 3000);
+			CHECK(k == 1 && (pf.revents & POLLHUP), "server killed: its workers end, the client sees the hang-up");
+		}
+		close(ctl3);
 	}
 
 	/* workers retiring (every FS_MAX_USE requests) under concurrent

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/epoll.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -44,6 +45,7 @@ extern char **environ;
 #define ENV_MAX (1 << 20)	/* bytes of environment in one request */
 #define ENV_EARLY 32768		/* up to this, sent before the request */
 #define MAX_CHILDREN 1024	/* beyond: requests wait in the socket */
+#define MAX_LISTEN 8		/* listening sockets of accepting workers */
 #define READY "ready"
 #ifndef WORKER_IDLE_MS
 #define WORKER_IDLE_MS 60000	/* an idle worker ends after this */
@@ -319,8 +321,15 @@ ours(const char *prog)
 int
 forkserver_start(char *const argv[], char *const envp[], pid_t *pid)
 {
+	return forkserver_start_fds(argv, envp, pid, NULL, 0);
+}
+
+int
+forkserver_start_fds(char *const argv[], char *const envp[], pid_t *pid, const int *extra,
+    int nextra)
+{
 	/* stdin /dev/null, stdout and stderr our stderr, fd 3 the control */
-	int fds[4] = { SPAWN_NULL, 2, SPAWN_KEEP, -1 }, sv[2], rc, i, n, e;
+	int fds[4 + MAX_LISTEN] = { SPAWN_NULL, 2, SPAWN_KEEP, -1 }, sv[2], rc, i, n, e;
 	char **env, buf[16];
 	struct pollfd p;
 
@@ -343,7 +352,9 @@ forkserver_start(char *const argv[], char *const envp[], pid_t *pid)
 			env[n++] = envp[i];
 	env[n++] = FORKSERVER_ENV "=3";
 	fds[3] = sv[1];
-	rc = spawn_fds(pid, argv, env, fds, 4, 0);
+	for (i = 0; i < nextra && i < MAX_LISTEN; i++)
+		fds[4 + i] = extra[i];
+	rc = spawn_fds(pid, argv, env, fds, 4 + i, 0);
 	e = errno;
 	free(env);
 	close(sv[1]);
@@ -383,12 +394,16 @@ forkserver_start(char *const argv[], char *const envp[], pid_t *pid)
  * time limit) closes the conversation without it, which the client
  * takes as a temporary failure. */
 
-enum slot_state { SLOT_FREE, SLOT_STARTING, SLOT_IDLE, SLOT_BUSY };
+/* SLOT_CHECKING: an accepting worker deciding on a connection (the per
+ * client limit); it may be idle again at once, so the server does not
+ * count it as busy, forkserver_tag does */
+enum slot_state { SLOT_FREE, SLOT_STARTING, SLOT_IDLE, SLOT_CHECKING, SLOT_BUSY };
 
 struct slot {
 	int state;		/* the worker's (idle, busy); the server's (free, starting) */
 	pid_t pid;		/* the server's */
 	long long since;	/* ms: in this state since */
+	uint64_t tag;		/* the worker's: its request's (forkserver_tag), 0 none */
 };
 
 static struct board {
@@ -402,6 +417,14 @@ static struct board {
 
 static int sigchld_pipe[2] = { -1, -1 };
 static int need_pipe[2] = { -1, -1 };	/* a worker to the server: no idle one left */
+
+/* forkserver_accept_on: the workers accept sessions themselves */
+static struct {
+	int lfd[MAX_LISTEN], n;
+	int cap;		/* workers at most: all busy, the server refuses */
+	int (*accepted)(int, int, const struct sockaddr_storage *, void *);
+	void (*refuse)(int, int, const struct sockaddr_storage *, void *);
+} acc;
 
 static void
 on_sigchld(int sig)
@@ -426,14 +449,14 @@ slot_set(int i, int state)
 	__atomic_store_n(&board->s[i].state, state, __ATOMIC_SEQ_CST);
 }
 
-/* Workers idle or starting, other than slot me (-1: all). */
+/* Workers idle, starting or checking, other than slot me (-1: all). */
 static int
 available(int me)
 {
-	int i, n = 0, hw = __atomic_load_n(&board->hw, __ATOMIC_SEQ_CST);
+	int i, n = 0, hw = __atomic_load_n(&board->hw, __ATOMIC_SEQ_CST), st;
 
 	for (i = 0; i < hw; i++)
-		if (i != me && (slot_state(i) == SLOT_IDLE || slot_state(i) == SLOT_STARTING))
+		if (i != me && (st = slot_state(i)) != SLOT_FREE && st != SLOT_BUSY)
 			n++;
 	return n;
 }
@@ -547,6 +570,7 @@ static struct {
 	int code;
 	pid_t pid;		/* the worker (not a child it forked) */
 	enum fs_kind kind;
+	int slot;		/* ours in the scoreboard */
 	uint64_t nonce;		/* of the request in hand */
 	volatile sig_atomic_t quit;	/* end when idle: the server is gone, or sent us away */
 } wk;
@@ -651,6 +675,80 @@ worker_wait(enum fs_kind kind, int ctl, int me, struct record *rec, int *conv, i
 	}
 }
 
+/* Idle, accepting: wait for a connection on the listening sockets
+ * (EPOLLEXCLUSIVE: a connection wakes one idle worker, or a few) or the
+ * control socket's hang-up. 1 with a connection in *fd (from socket
+ * *which), 0 when this worker should end (as worker_wait). */
+static int __attribute__((noinline))
+worker_accept(int ep, int me, int *fd, volatile int *which, struct sockaddr_storage *peer)
+{
+	for (;;) {
+		struct epoll_event ev[MAX_LISTEN + 1];
+		int n, i;
+
+		if (wk.quit)
+			return 0;
+		n = epoll_wait(ep, ev, MAX_LISTEN + 1, IDLE_WAKE_MS);
+		if (n < 0 && errno != EINTR)
+			return 0;
+		for (i = 0; i < n; i++) {
+			socklen_t pl = sizeof *peer;
+			int w = (int)ev[i].data.u32;
+			if (w == MAX_LISTEN)	/* the control socket: every client gone */
+				return 0;
+			*fd = accept4(acc.lfd[w], (struct sockaddr *)peer, &pl, SOCK_CLOEXEC);
+			if (*fd >= 0) {
+				*which = w;
+				return 1;
+			}
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+				log_warnsys("accept");
+				poll(NULL, 0, 100);	/* EMFILE and friends: do not spin */
+			}
+		}
+		if (n == 0 && fs_now_ms() - board->s[me].since >= WORKER_IDLE_MS && available(me) >= 1)
+			return 0;
+	}
+}
+
+/* the epoll set of an accepting worker; -1 when it cannot have one */
+static int
+accept_set(int ctl)
+{
+	int ep = epoll_create1(EPOLL_CLOEXEC), i;
+	struct epoll_event ev;
+
+	if (ep < 0)
+		return -1;
+	for (i = 0; i < acc.n; i++) {
+		ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+		ev.data.u32 = (uint32_t)i;
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, acc.lfd[i], &ev) < 0)
+			goto bad;
+	}
+	ev.events = 0;	/* its hang-up only (always reported) */
+	ev.data.u32 = MAX_LISTEN;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, ctl, &ev) < 0)
+		goto bad;
+	return ep;
+bad:
+	close(ep);
+	return -1;
+}
+
+int
+forkserver_tag(uint64_t tag)
+{
+	int i, n = 0, hw = __atomic_load_n(&board->hw, __ATOMIC_SEQ_CST), me = wk.slot;
+
+	__atomic_store_n(&board->s[me].tag, tag, __ATOMIC_SEQ_CST);
+	for (i = 0; i < hw && tag; i++)
+		if (i != me && slot_state(i) >= SLOT_CHECKING &&
+		    __atomic_load_n(&board->s[i].tag, __ATOMIC_SEQ_CST) == tag)
+			n++;
+	return n;
+}
+
 static void __attribute__((noreturn))
 worker_loop(enum fs_kind kind, int ctl, int me, int (*one)(void *), void *arg, int max_use)
 {
@@ -658,9 +756,15 @@ worker_loop(enum fs_kind kind, int ctl, int me, int (*one)(void *), void *arg, i
 	pid_t server = getppid();
 	struct sigaction sa;
 	sigset_t usr2;
+	int ep = -1;
 
 	wk.pid = getpid();
 	wk.kind = kind;
+	wk.slot = me;
+	if (acc.n && (ep = accept_set(ctl)) < 0) {
+		log_warnsys("epoll");
+		_exit(EXIT_TEMP);
+	}
 	memset(&sa, 0, sizeof sa);
 	sa.sa_handler = on_quit;
 	sigemptyset(&sa.sa_mask);
@@ -682,21 +786,36 @@ worker_loop(enum fs_kind kind, int ctl, int me, int (*one)(void *), void *arg, i
 		log_hold(1);
 	}
 	for (uses = 0; uses < max_use && !wk.quit; uses++) {
-		struct record rec;
-		int conv, passfd, code;
+		struct record rec = { 0, 0, 0 };
+		struct sockaddr_storage peer;
+		int conv = -1, passfd, code;
+		volatile int which = 0;
 		volatile int on_conv;	/* read after the longjmp */
 
 		slot_set(me, SLOT_IDLE);
-		if (!worker_wait(kind, ctl, me, &rec, &conv, &passfd))
+		if (ep >= 0 ? !worker_accept(ep, me, &passfd, &which, &peer) :
+		    !worker_wait(kind, ctl, me, &rec, &conv, &passfd))
 			break;
-		slot_set(me, SLOT_BUSY);
-		if (available(me) == 0)	/* the server forks another */
-			(void)!write(need_pipe[1], "", 1);
 		wk.nonce = rec.nonce;
 		/* SIGUSR2 only ends an idle wait: in a request it would
 		 * break a poll or a sleep (never restarted) */
 		sigprocmask(SIG_BLOCK, &usr2, NULL);
-		on_conv = worker_setup(kind, conv, passfd, rec.envlen) == 0;
+		if (ep >= 0) {
+			slot_set(me, SLOT_CHECKING);
+			drop_envelope();
+			if (acc.accepted(passfd, which, &peer, arg) < 0) {
+				(void)forkserver_tag(0);	/* refused (and closed) by it */
+				sigprocmask(SIG_UNBLOCK, &usr2, NULL);
+				uses--;
+				continue;
+			}
+			on_conv = 1;
+		}
+		slot_set(me, SLOT_BUSY);
+		if (available(me) == 0)	/* the server forks another */
+			(void)!write(need_pipe[1], "", 1);
+		if (ep < 0)
+			on_conv = worker_setup(kind, conv, passfd, rec.envlen) == 0;
 		if (!on_conv)
 			code = EXIT_TEMP;
 		else if (setjmp(wk.jb) == 0) {
@@ -717,9 +836,12 @@ worker_loop(enum fs_kind kind, int ctl, int me, int (*one)(void *), void *arg, i
 		(void)dup2(null, 0);
 		if (kind == FS_SESSION) {
 			(void)dup2(null, 1);
-			close(conv);
+			if (conv >= 0)
+				close(conv);
 		}
 		(void)dup2(logfd, 2);
+		if (board->s[me].tag)
+			(void)forkserver_tag(0);
 		sigprocmask(SIG_UNBLOCK, &usr2, NULL);
 	}
 	_exit(0);
@@ -814,6 +936,34 @@ expire(long long timeout_s)
 	}
 }
 
+/* A connection while every worker is busy and no more may start: the
+ * connection limit (acc.cap). */
+static void
+refuse_one(int which, void *arg)
+{
+	struct sockaddr_storage peer;
+	socklen_t pl = sizeof peer;
+	int fd = accept4(acc.lfd[which], (struct sockaddr *)&peer, &pl, SOCK_CLOEXEC);
+
+	if (fd >= 0)
+		acc.refuse(fd, which, &peer, arg);
+}
+
+void
+forkserver_accept_on(const int *lfd, int n, int cap,
+    int (*accepted)(int fd, int which, const struct sockaddr_storage *peer, void *arg),
+    void (*refuse)(int fd, int which, const struct sockaddr_storage *peer, void *arg))
+{
+	int i;
+
+	for (i = 0; i < n && i < MAX_LISTEN; i++)
+		acc.lfd[i] = lfd[i];
+	acc.n = i;
+	acc.cap = cap;
+	acc.accepted = accepted;
+	acc.refuse = refuse;
+}
+
 static void
 drain(int fd)
 {
@@ -827,7 +977,8 @@ void
 forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
     void (*refresh)(void *), int (*one)(void *), void *arg)
 {
-	int ctl = forkserver_fd(), open_ = 1, live = 0;
+	int ctl = forkserver_fd(), open_ = 1, live = 0, i;
+	int cap = acc.n && acc.cap > 0 && acc.cap < MAX_CHILDREN ? acc.cap : MAX_CHILDREN;
 	long long last_shrink = 0;
 	struct timeval tv = { IDLE_WAKE_MS / 1000, (IDLE_WAKE_MS % 1000) * 1000 };
 	struct sigaction sa;
@@ -863,31 +1014,38 @@ forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
 	if (send(ctl, READY, sizeof READY - 1, MSG_NOSIGNAL) < 0)
 		diesys(EXIT_TEMP, "control socket");
 	for (;;) {
-		struct pollfd p[3] = {
+		struct pollfd p[3 + MAX_LISTEN] = {
 			{ sigchld_pipe[0], POLLIN, 0 }, { need_pipe[0], POLLIN, 0 },
 			{ open_ ? ctl : -1, 0, 0 }	/* only its hang-up: every client gone */
 		};
-		int tick = -1;
+		int tick = -1, np = 3;
 
 		if (open_) {
 			if (refresh)
 				refresh(arg);
-			while (available(-1) < SPARE && live < MAX_CHILDREN &&
+			while (available(-1) < SPARE && live < cap &&
 			    spawn_worker(kind, ctl, one, arg, max_use) == 0)
 				live++;
 			/* the clock for the time limit, the refresh, a fork
 			 * that failed */
 			if (live && (timeout_s > 0 || refresh))
 				tick = 1000;
-			if (available(-1) < SPARE && live < MAX_CHILDREN)
+			if (available(-1) < SPARE && live < cap)
 				tick = 1000;
+			/* accepting, every worker busy and no more allowed:
+			 * the connections that come now are refused here */
+			if (acc.n && live >= cap && available(-1) == 0) {
+				for (i = 0; i < acc.n; i++)
+					p[np++] = (struct pollfd){ acc.lfd[i], POLLIN, 0 };
+				tick = 1000;	/* a worker may free up meanwhile */
+			}
 			if (available(-1) > SPARE_MAX) {
 				shrink(&last_shrink);
 				tick = 1000;
 			}
 		} else if (live == 0)
 			break;
-		if (poll(p, 3, tick) < 0 && errno != EINTR)
+		if (poll(p, (nfds_t)np, tick) < 0 && errno != EINTR)
 			diesys(EXIT_TEMP, "poll");
 		if (p[0].revents & POLLIN) {
 			drain(sigchld_pipe[0]);
@@ -895,8 +1053,15 @@ forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
 		}
 		if (p[1].revents & POLLIN)
 			drain(need_pipe[0]);
-		if (p[2].revents & (POLLHUP | POLLERR))
+		for (i = 3; i < np; i++)
+			if (p[i].revents & POLLIN)
+				refuse_one(i - 3, arg);
+		if (p[2].revents & (POLLHUP | POLLERR)) {
 			open_ = 0;	/* idle workers see EOF and end */
+			for (i = 0; i < acc.n; i++)	/* the port is free once the workers are gone */
+				close(acc.lfd[i]);
+			acc.n = 0;
+		}
 		if (timeout_s > 0)
 			expire(timeout_s);
 	}

@@ -65,6 +65,26 @@ int forkserver_fd(void);
 void forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
     void (*refresh)(void *), int (*one)(void *), void *arg) __attribute__((noreturn));
 
+/* Sessions the workers accept themselves (smtpd-lite's listener hands
+ * its listening sockets, non-blocking, to the session server; issue 7:
+ * no process between the client and its session). Call before
+ * forkserver_serve_workers(FS_SESSION, ...). An idle worker waits on
+ * every socket (EPOLLIN | EPOLLEXCLUSIVE) and accepts; accepted() makes
+ * a session of the connection fd from socket which: it sets the
+ * environment (the envelope names are unset before), puts fd on 0 and
+ * 1 and returns 0, or refuses it (writes, closes) and returns -1. At
+ * most cap workers; while all of them are busy, the server accepts
+ * and hands each connection to refuse(), which must close it. */
+struct sockaddr_storage;
+void forkserver_accept_on(const int *lfd, int n, int cap,
+    int (*accepted)(int fd, int which, const struct sockaddr_storage *peer, void *arg),
+    void (*refuse)(int fd, int which, const struct sockaddr_storage *peer, void *arg));
+
+/* In a worker: mark its request with tag (smtpd-lite: a hash of the
+ * client's address; 0 clears it) and count the other busy workers whose
+ * request has the same, for a limit per client. */
+int forkserver_tag(uint64_t tag);
+
 /* End the current request with code (a worker), else exit(code). */
 void forkserver_exit(int code) __attribute__((noreturn));
 
@@ -92,6 +112,9 @@ void forkserver_serve_policy(int (*answer)(void *arg, char *req, size_t len, str
  * run, did not say "ready" within a few seconds, or is not one of ours
  * (argv[0] a path into the directory of the running program). */
 int forkserver_start(char *const argv[], char *const envp[], pid_t *pid);
+/* ... with extra[0..nextra-1] as its fds 4, 5, ... */
+int forkserver_start_fds(char *const argv[], char *const envp[], pid_t *pid, const int *extra,
+    int nextra);
 
 /* Client: open one request; returns the conversation, or -1 (errno).
  * passfd: the message (FS_CHAIN) or -1; envp: NAME=VALUE strings,

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <unistd.h>
 
 #include "progspawn.h"
 
@@ -13,7 +14,26 @@ spawn_fds(pid_t *pid, char *const argv[], char *const envp[], const int *fds, in
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t def, none;
-	int rc = 0, i;
+	int rc = 0, i, src[SPAWN_MAXFDS], tmp[SPAWN_MAXFDS];
+
+	if (nfds > SPAWN_MAXFDS) {
+		errno = EINVAL;
+		return -1;
+	}
+	/* a source below nfds could be overwritten by an earlier dup2 of
+	 * the list (fd 3 onto 4 after 6 onto 3): such sources are copied
+	 * above nfds first */
+	for (i = 0; i < nfds; i++) {
+		src[i] = fds[i];
+		tmp[i] = -1;
+		if (fds[i] >= 0 && fds[i] < nfds && fds[i] != i) {
+			if ((tmp[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, nfds)) < 0) {
+				rc = errno;
+				break;
+			}
+			src[i] = tmp[i];
+		}
+	}
 
 	sigemptyset(&none);
 	sigemptyset(&def);
@@ -28,7 +48,7 @@ spawn_fds(pid_t *pid, char *const argv[], char *const envp[], const int *fds, in
 		if (fds[i] == SPAWN_NULL)
 			rc = posix_spawn_file_actions_addopen(&fa, i, "/dev/null", O_RDWR, 0);
 		else if (fds[i] >= 0)
-			rc = posix_spawn_file_actions_adddup2(&fa, fds[i], i);
+			rc = posix_spawn_file_actions_adddup2(&fa, src[i], i);
 	if (rc == 0 &&
 	    (rc = posix_spawn_file_actions_addclosefrom_np(&fa, nfds)) == 0 &&
 	    (rc = posix_spawnattr_setflags(&at, (newpgrp ? POSIX_SPAWN_SETPGROUP : 0) |
@@ -39,6 +59,9 @@ spawn_fds(pid_t *pid, char *const argv[], char *const envp[], const int *fds, in
 		rc = posix_spawnp(pid, argv[0], &fa, &at, argv, envp);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
+	for (i = 0; i < nfds; i++)
+		if (tmp[i] >= 0)
+			close(tmp[i]);
 	if (rc) {
 		errno = rc;
 		return -1;

@@ -7,8 +7,9 @@
 
 #define SPAWN_KEEP (-1)	/* fds[i]: leave descriptor i as it is */
 #define SPAWN_NULL (-2)	/* fds[i]: /dev/null */
+#define SPAWN_MAXFDS 32	/* nfds at most */
 
-/* fds[i] >= 0 is dup'ed onto i (in order, 0 first); newpgrp: its own
+/* fds[i] >= 0 is dup'ed onto i (any order of sources is safe); newpgrp: its own
  * process group. 0 with *pid, or -1 with errno. */
 int spawn_fds(pid_t *pid, char *const argv[], char *const envp[], const int *fds, int nfds,
     int newpgrp);

@@ -1,16 +1,18 @@
 /* listen.c: smtpd-lite's own listener (-l ADDR:PORT), for a start
  * with nothing else installed. Binds (as root if need be), drops
- * privileges, then gives each connection, with the environment
+ * privileges, then hands its listening sockets to the session server
+ * (fork_servers, main.c session_server()), whose workers accept the
+ * connections themselves and run each session with the environment
  * tcpserver would give it (PROTO, TCPREMOTEIP, TCPREMOTEPORT,
- * TCPLOCALIP, TCPLOCALPORT; no DNS: TCPREMOTEHOST unset), to a worker of
- * the session server (fork_servers, main.c session_server()), else to
- * a forked child. Limits: max_connections at once, max_per_ip per
- * client address; beyond them the client gets "421 4.7.0" and is
- * closed. A session ends when its child is reaped or the session
- * server closes its conversation; SIGTERM (or SIGINT) closes the
- * sockets and ends the listener, sessions in progress finish on their
- * own. A -L listener's sessions start with the TLS handshake (implicit
- * TLS, port 465). */
+ * TCPLOCALIP, TCPLOCALPORT; no DNS: TCPREMOTEHOST unset). Without that
+ * server (fork_servers no, or while it restarts) the listener accepts
+ * and forks a child per session. Limits either way: max_connections at
+ * once, max_per_ip per client address; beyond them the client gets
+ * "421 4.7.0" and is closed. SIGTERM (or SIGINT) closes the sockets and
+ * ends the listener; sessions in progress finish on their own (a
+ * session server's worker keeps its copy of the listening sockets
+ * until its session ends). A -L listener's sessions start with the TLS
+ * handshake (implicit TLS, port 465). */
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>
@@ -37,20 +39,23 @@
 extern char **environ;
 
 struct slot {
-	pid_t pid;		/* a forked session; -1 one in the session server */
-	int conv;		/* the session server's: its end tells us the end */
+	pid_t pid;		/* a forked session */
 	char ip[64];
 };
 
 /* The session server (fork_servers): a smtpd-lite of ours whose reused
- * workers run the sessions (lib/forkserver.h); -1 when not running:
- * then sessions are forked here as always. */
+ * workers accept and run the sessions themselves on our listening
+ * sockets (lib/forkserver.h, forkserver_accept_on); -1 when not
+ * running: then sessions are accepted and forked here as always. */
 static struct {
 	char **argv;		/* NULL: not wanted */
+	char **envp;		/* ours and SMTPD_LISTEN_TLS */
 	int ctl;
 	pid_t pid;
 	long long started;	/* ms */
-} sess = { NULL, -1, 0, 0 };
+} sess = { NULL, NULL, -1, 0, 0 };
+
+#define LISTEN_TLS_ENV "SMTPD_LISTEN_TLS"	/* one 0 or 1 a socket: implicit TLS */
 
 static struct slot *slots;
 static long long nslots, active;
@@ -215,38 +220,115 @@ child_env(const struct sockaddr_storage *peer, int fd)
 	unsetenv("TCPLOCALHOST");
 }
 
-/* ... for the session server: the same names (TCPREMOTEHOST unset: it
- * unsets every name a request does not give) */
+/* ---- in the session server: its workers accept ---- */
+
+static const struct settings *acc_set;
+static char acc_tls[MAXL];
+
+/* the client's address as a worker's tag (forkserver_tag), for
+ * max_per_ip: FNV-1a, never 0 */
+static uint64_t
+ip_tag(const char *ip)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *ip; ip++)
+		h = (h ^ (unsigned char)*ip) * 0x100000001b3ULL;
+	return h ? h : 1;
+}
+
 static int
-session_request(int fd, const struct sockaddr_storage *peer, int tls)
+session_accepted(int fd, int which, const struct sockaddr_storage *peer, void *arg)
 {
 	struct tcpenv t;
-	char e[5][100], *env[7];
-	int n = 0;
 
+	(void)arg;
 	tcp_env(peer, fd, &t);
-	snprintf(e[0], sizeof e[0], "TCPREMOTEIP=%s", t.ip);
-	snprintf(e[1], sizeof e[1], "TCPREMOTEPORT=%s", t.port);
-	snprintf(e[2], sizeof e[2], "TCPLOCALIP=%s", t.lip);
-	snprintf(e[3], sizeof e[3], "TCPLOCALPORT=%s", t.lport);
-	snprintf(e[4], sizeof e[4], "PROTO=TCP");
-	for (n = 0; n < 5; n++)
-		env[n] = e[n];
-	if (tls)
-		env[n++] = "SMTPD_IMPLICIT_TLS=1";
-	env[n] = NULL;
-	return forkserver_request(sess.ctl, FS_SESSION, fd, env, now_ms() + 1000, NULL);
+	if (forkserver_tag(ip_tag(t.ip)) >= acc_set->max_per_ip) {
+		refuse(fd, acc_set, t.ip, "too many connections from your address");
+		return -1;
+	}
+	if (setenv("PROTO", "TCP", 1) || setenv("TCPREMOTEIP", t.ip, 1) ||
+	    setenv("TCPREMOTEPORT", t.port, 1) || setenv("TCPLOCALIP", t.lip, 1) ||
+	    setenv("TCPLOCALPORT", t.lport, 1) ||
+	    (acc_tls[which] && setenv("SMTPD_IMPLICIT_TLS", "1", 1)) ||
+	    dup2(fd, 0) < 0 || dup2(fd, 1) < 0) {
+		log_warnsys("session from %s", t.ip);
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
 }
 
 static void
-session_server_start(void)
+session_refused(int fd, int which, const struct sockaddr_storage *peer, void *arg)
+{
+	char ip[64], port[16];
+
+	(void)which;
+	(void)arg;
+	addr_text(peer, ip, sizeof ip, port, sizeof port);
+	refuse(fd, acc_set, ip, "too many connections");
+}
+
+void
+listen_accepting(const struct settings *s)
+{
+	const char *tls = getenv(LISTEN_TLS_ENV);
+	int lfd[MAXL], n = 0, i, on;
+	socklen_t ol = sizeof on;
+
+	if (!tls)
+		return;	/* sessions come from the listener one by one */
+	for (i = 0; tls[i] && i < MAXL; i++) {
+		int fd = 4 + i;
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &ol) < 0 || !on)
+			die(EXIT_TEMP, "%s: fd %d is not a listening socket", LISTEN_TLS_ENV, fd);
+		(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+		(void)set_nonblock(fd);
+		acc_tls[n] = tls[i] == '1';
+		lfd[n++] = fd;
+	}
+	unsetenv(LISTEN_TLS_ENV);
+	unsetenv("TCPREMOTEINFO");	/* never ours: a session sets the rest */
+	unsetenv("TCPLOCALHOST");
+	acc_set = s;
+	forkserver_accept_on(lfd, n, (int)(s->max_connections < 1024 ? s->max_connections : 1024),
+	    session_accepted, session_refused);
+}
+
+static void
+session_server_start(const int *lfd, int nl)
 {
 	sess.started = now_ms();
-	sess.ctl = forkserver_start(sess.argv, environ, &sess.pid);
+	sess.ctl = forkserver_start_fds(sess.argv, sess.envp, &sess.pid, lfd, nl);
 	if (sess.ctl >= 0)
 		log_info("fork server sessions started, pid %ld", (long)sess.pid);
 	else
 		log_warn("fork server sessions did not start: a process per session");
+}
+
+/* our environment and which sockets are implicit TLS */
+static char **
+session_envp(const int *tls, int nl)
+{
+	size_t n = 0, k = 0;
+	char **ev, *t;
+	int i;
+
+	while (environ[n])
+		n++;
+	ev = xcalloc(n + 2, sizeof *ev);
+	for (n = 0; environ[n]; n++)
+		if (strncmp(environ[n], LISTEN_TLS_ENV "=", sizeof LISTEN_TLS_ENV))
+			ev[k++] = environ[n];
+	t = xcalloc((size_t)nl + sizeof LISTEN_TLS_ENV + 1, 1);
+	memcpy(t, LISTEN_TLS_ENV "=", sizeof LISTEN_TLS_ENV);
+	for (i = 0; i < nl; i++)
+		t[sizeof LISTEN_TLS_ENV + i] = tls[i] ? '1' : '0';
+	ev[k] = t;
+	return ev;
 }
 
 /* smtpd-lite of ours, the options the sessions need, the chain */
@@ -293,13 +375,6 @@ start_child(const struct settings *s, int *lfd, int nl, int fd,
 		refuse(fd, s, ip, "too many connections");
 		return;
 	}
-	if (sess.ctl >= 0 && (slots[i].conv = session_request(fd, peer, tls)) >= 0) {
-		close(fd);
-		slots[i].pid = -1;
-		snprintf(slots[i].ip, sizeof slots[i].ip, "%s", ip);
-		active++;
-		return;
-	}
 	if ((pid = fork()) < 0) {
 		log_warnsys("fork");
 		refuse(fd, s, ip, "server busy");
@@ -321,19 +396,8 @@ start_child(const struct settings *s, int *lfd, int nl, int fd,
 	}
 	close(fd);
 	slots[i].pid = pid;
-	slots[i].conv = -1;
 	snprintf(slots[i].ip, sizeof slots[i].ip, "%s", ip);
 	active++;
-}
-
-/* A session in the session server has ended (its conversation closed). */
-static void
-session_ended(long long i)
-{
-	close(slots[i].conv);
-	slots[i].conv = -1;
-	slots[i].pid = 0;
-	active--;
 }
 
 static void
@@ -380,9 +444,8 @@ setup_signals(void)
 void
 listen_run(const struct settings *s, char **addrs, const int *tls, int naddrs, char **chain)
 {
-	struct pollfd *p;
-	long long *pslot, k;
-	int lfd[MAXL], i, np;
+	struct pollfd p[MAXL + 1];
+	int lfd[MAXL], i;
 
 	if (naddrs > MAXL)
 		naddrs = MAXL;
@@ -393,13 +456,13 @@ listen_run(const struct settings *s, char **addrs, const int *tls, int naddrs, c
 		tls_preinit();
 	nslots = s->max_connections;
 	slots = xcalloc((size_t)nslots, sizeof *slots);
-	p = xcalloc((size_t)nslots + MAXL + 1, sizeof *p);
-	pslot = xcalloc((size_t)nslots, sizeof *pslot);
 	setup_signals();
 	/* the sessions in a server of reused workers, which starts the
 	 * policy and chain servers; else here, and a fork per session */
-	if (s->fork_servers && (sess.argv = session_argv(s, chain)))
-		session_server_start();
+	if (s->fork_servers && (sess.argv = session_argv(s, chain))) {
+		sess.envp = session_envp(tls, naddrs);
+		session_server_start(lfd, naddrs);
+	}
 	if (sess.ctl < 0) {
 		sess.argv = NULL;
 		servers_start(s, chain);
@@ -409,16 +472,12 @@ listen_run(const struct settings *s, char **addrs, const int *tls, int naddrs, c
 		    addrs[i], tls[i] ? " (implicit TLS)" : "",
 		    opt_submission ? " (submission)" : "", s->max_connections, s->max_per_ip);
 	while (!got_term) {
+		/* the session server's workers accept while it runs */
 		for (i = 0; i < naddrs; i++)
-			p[i] = (struct pollfd){ lfd[i], POLLIN, 0 };
+			p[i] = (struct pollfd){ sess.ctl >= 0 ? -1 : lfd[i], POLLIN, 0 };
 		p[naddrs] = (struct pollfd){ sigpipe_[0], POLLIN, 0 };
-		np = naddrs + 1;
-		for (k = 0; k < nslots; k++)
-			if (slots[k].pid == -1) {
-				pslot[np - naddrs - 1] = k;
-				p[np++] = (struct pollfd){ slots[k].conv, POLLIN, 0 };
-			}
-		if (poll(p, (nfds_t)np, -1) < 0 && errno != EINTR)
+		if (poll(p, (nfds_t)naddrs + 1, sess.argv && sess.ctl < 0 ? 1000 : -1) < 0 &&
+		    errno != EINTR)
 			diesys(EXIT_TEMP, "poll");
 		if (p[naddrs].revents & POLLIN) {
 			char b[64];
@@ -426,13 +485,10 @@ listen_run(const struct settings *s, char **addrs, const int *tls, int naddrs, c
 				;
 			reap();
 		}
-		for (i = naddrs + 1; i < np; i++)
-			if (p[i].revents & (POLLIN | POLLHUP | POLLERR))
-				session_ended(pslot[i - naddrs - 1]);
 		if (sess.argv && sess.ctl < 0 && now_ms() - sess.started >= 1000)
-			session_server_start();
+			session_server_start(lfd, naddrs);
 		servers_tick();
-		for (i = 0; i < naddrs && !got_term; i++)
+		for (i = 0; i < naddrs && !got_term && sess.ctl < 0; i++)
 			if (p[i].revents & POLLIN)
 				accept_one(s, lfd, naddrs, i, chain, tls[i]);
 	}

@@ -208,6 +208,7 @@ session_server(const struct settings *s, char **chain)
 	if (tls_configured(s))
 		tls_preinit();
 	servers_start(s, chain);	/* the policy and chain servers, for every worker */
+	listen_accepting(s);
 	forkserver_serve_workers(FS_SESSION, 0, FS_MAX_USE, session_refresh, session_one, &x);
 }
 

@@ -4,8 +4,9 @@
  * conversations in one process, and the chain, serving messages with
  * reused workers. Started once by the session server (or, when that
  * cannot run, by the listener), as the unprivileged user; sessions
- * inherit the control sockets. A server that dies is started again, at
- * most once a second; meanwhile, and for a chain that cannot serve,
+ * inherit the control sockets. A server that dies is started again
+ * after a second (after 2, 4 ... 64 s while that fails); meanwhile, and
+ * for a chain that cannot serve,
  * sessions exec the programs as they do under tcpserver. */
 #include <errno.h>
 #include <poll.h>
@@ -29,10 +30,11 @@ static struct server {
 	int ctl;		/* -1: not running */
 	pid_t pid;
 	long long started;	/* ms */
+	int fails;		/* starts failed in a row: the next waits longer */
 } srv[NSRV] = {
-	{ "relaycheck", NULL, -1, 0, 0 },
-	{ "ruleproc", NULL, -1, 0, 0 },
-	{ "chain", NULL, -1, 0, 0 },
+	{ "relaycheck", NULL, -1, 0, 0, 0 },
+	{ "ruleproc", NULL, -1, 0, 0, 0 },
+	{ "chain", NULL, -1, 0, 0, 0 },
 };
 
 static void
@@ -40,6 +42,7 @@ start(struct server *v)
 {
 	v->started = now_ms();
 	v->ctl = forkserver_start(v->argv, environ, &v->pid);
+	v->fails = v->ctl >= 0 ? 0 : v->fails + 1;
 	if (v->ctl >= 0)
 		log_info("fork server %s started, pid %ld", v->name, (long)v->pid);
 	else if (v == &srv[SRV_CHAIN])
@@ -116,8 +119,10 @@ servers_tick(void)
 {
 	int i;
 
+	/* again after 1 s, then 2, 4 ... 64 s while it fails */
 	for (i = 0; i < NSRV; i++)
-		if (srv[i].argv && srv[i].ctl < 0 && now_ms() - srv[i].started >= 1000)
+		if (srv[i].argv && srv[i].ctl < 0 &&
+		    now_ms() - srv[i].started >= 1000LL << (srv[i].fails < 6 ? srv[i].fails : 6))
 			start(&srv[i]);
 }
 

@@ -175,6 +175,9 @@ void session_run(const struct settings *s, const struct client *c, char **chain)
 
 /* ---- listen.c ---- */
 /* tls[i]: implicit TLS on addrs[i] (-L) */
+/* In the session server: its workers accept on the listener's sockets
+ * (fds 4.., SMTPD_LISTEN_TLS), with the listener's limits */
+void listen_accepting(const struct settings *s);
 void listen_run(const struct settings *s, char **addrs, const int *tls, int naddrs,
     char **chain);
 

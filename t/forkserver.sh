@@ -75,19 +75,25 @@ is "$(nmail alice)" 2 "... delivered to alice"
 if command -v strace >/dev/null; then
 	dl=$(delivpid $ch)
 	ss=$(srvpid sessions)
+	workers=$(pgrep -P $ss -x smtpd-lite | sed 's/^/-p /' | tr '\n' ' ')
 	strace -f -qq -e trace=execve,accept,accept4 -o "$T/strace" \
-	    -p $lpid -p $ss -p $rc -p $rp -p $ch -p $dl 2>"$T/strace.err" & st=$!
+	    -p $ss $workers -p $rc -p $rp -p $ch -p $dl 2>"$T/strace.err" & st=$!
 	bg_pid $st
+	strace -qq -o "$T/strace.l" -p $lpid 2>/dev/null & stl=$!	# every call
+	bg_pid $stl
 	sleep 1
 	if alive $st; then
 		before=$(nmail alice)
 		for i in 1 2 3; do send bob@remote.test alice@example.com "strace $i" >>"$T/strace.out"; done
 		sleep 0.3
-		kill -INT $st; wait $st 2>/dev/null
+		kill -INT $st $stl; wait $st $stl 2>/dev/null
 		is "$(grep -c '^250 250 250 ' "$T/strace.out")" 3 "3 messages accepted while traced"
 		is "$(nmail alice)" $((before + 3)) "... and delivered"
-		accepts=$(grep -Ec 'accept' "$T/strace")
-		ok "strace is attached: it saw the listener accept the 3 connections" test "$accepts" -ge 3
+		accepts=$(grep -Ec 'accept4?\([0-9]+, \{sa_family=AF_INET' "$T/strace")
+		ok "strace is attached: it saw the session workers accept the 3 connections ($accepts)" test "$accepts" -ge 3
+		is "$(grep -cv 'restart_syscall\|resumed>\|^---\|+++' "$T/strace.l")" 0 \
+		    "the listener made no system call for them (the workers accept on its sockets)"
+		sed 's/^/#   /' "$T/strace.l" | head -5
 		is "$(grep -c 'execve' "$T/strace")" 0 "no execve in the listener, the session server, its sessions or the other servers for 3 messages"
 		grep execve "$T/strace" | head -5 | sed 's/^/#   /'
 	else

@@ -252,6 +252,8 @@ is "$(nmail alice)" $((n + 1)) "... and delivered"
 allgone() { gone $rc && gone $rp && gone $ch && gone $dl; }
 ok "within 5 s of the session's end no server process remains" waitfor 50 allgone
 for p in $rc $rp $ch $dl; do alive $p && echo "#   still running: $(ps -o pid=,args= -p $p)"; done
+portfree() { python3 -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', $port))" 2>/dev/null; }
+ok "the port is free again (no session worker holds the listening socket)" waitfor 50 portfree
 
 # ---- 7. a custom chain cannot serve: exec per message ----
 # the script notes each run, then execs deliver: it must run per message
@@ -323,4 +325,18 @@ is "$out" "auth250 anon554 auth250 anon554 auth250 anon554" \
 like "$(grep -c 'disconnect ip=.* quit ' "$T/log")" '^6$' "six sessions served (and ended with QUIT)"
 ss=$(srvpid sessions)
 like "$(pgrep -P $ss -x smtpd-lite | wc -l | tr -d ' ')" '^[1-3]$' "... by at most 3 reused session workers (not one process each)"
+
+# ---- 12. the session server dies: the listener accepts meanwhile ----
+oldworkers=$(pgrep -P $ss -x smtpd-lite | tr '\n' ' ')
+kill -KILL $ss
+waitfor 30 logged "fork server sessions (pid $ss) ended"
+ok "the session server's end is logged by the listener" logged "fork server sessions (pid $ss) ended"
+like "$(send bob@remote.test alice@example.com)" '^250 250 250 \| 2\.0\.0 Ok ' "a message right after: 250"
+waitfor 30 test "$(nstarted sessions)" -ge 2
+is "$(nstarted sessions)" 2 "after a second the session server is started again"
+ss2=$(srvpid sessions); bg_pid $ss2
+like "$(send bob@remote.test alice@example.com)" '^250 250 250 \| 2\.0\.0 Ok ' "and its workers take the sessions again: 250"
+like "$(send bob@remote.test x@elsewhere.test)" '^250 5[0-9][0-9] - ' "relay still refused"
+allgone2() { for p in $oldworkers; do alive $p && return 1; done; return 0; }
+ok "the killed server's idle workers are gone ($oldworkers)" waitfor 30 allgone2
 stop_listener

@@ -400,16 +400,15 @@ fs_limit() {	# SIZE WRITERS -> files/s
 # in the last 30 s (recently_deleted) when it allocates one, and after
 # thousands of deletions the next run's file creations cost several
 # times as much (perf: find_inode_bit), whichever server runs next.
-JUNK=0
 clear_mail() {
 	mkdir -p "$T/junk"
 	for u in u 2u 3u 4u 5u; do
 		for d in new tmp; do
 			[ -d "$1/$u/$d" ] || continue
-			JUNK=$((JUNK + 1))
-			mv "$1/$u/$d" "$T/junk/$JUNK" && mkdir "$1/$u/$d" &&
-			    chown --reference="$T/junk/$JUNK" "$1/$u/$d" &&
-			    chmod --reference="$T/junk/$JUNK" "$1/$u/$d"
+			j=$(mktemp -d "$T/junk/XXXXXX") && mv "$1/$u/$d" "$j/" &&
+			    mkdir "$1/$u/$d" && chown --reference="$j/$d" "$1/$u/$d" &&
+			    chmod --reference="$j/$d" "$1/$u/$d" ||
+			    { echo "cannot move $1/$u/$d aside" >&2; exit 1; }
 		done
 	done
 	sync

@@ -47,6 +47,7 @@ struct svc {
 	int fd;			/* -1: not connected */
 	int ctl;		/* SK_EXEC: the program's fork server, -1 none */
 	int reused;		/* fd is a kept conversation, not yet answered on */
+	int sent;		/* this stage's request is out (sent_ahead), its reply not read */
 	pid_t pid;
 };
 
@@ -255,6 +256,7 @@ svc_close(struct svc *v, int failed)
 	if (v->fd >= 0)
 		close(v->fd);
 	v->fd = -1;
+	v->sent = 0;
 	if (v->pid > 0 && failed) {
 		int st;
 		kill(v->pid, SIGKILL);
@@ -524,8 +526,9 @@ ask(struct svc *v, const struct buf *req, char *rep)
 		log_warnsys("policy %s: cannot connect", v->name);
 		return -1;
 	}
-	if (send_all(v->fd, req->s, req->len, deadline) < 0 ||
+	if ((!v->sent && send_all(v->fd, req->s, req->len, deadline) < 0) ||
 	    recv_reply(v->fd, rep, REPLY_CAP, deadline) < 0) {
+		v->sent = 0;
 		if (v->reused && now_ms() < deadline) {
 			/* the server was restarted since the last session:
 			 * a query is safe to ask again, on a new conversation */
@@ -539,7 +542,48 @@ ask(struct svc *v, const struct buf *req, char *rep)
 		return -1;
 	}
 	v->reused = 0;
+	v->sent = 0;
 	return 0;
+}
+
+/* The built-in services asked at this stage get their requests at once
+ * when there are two or more (relaycheck and ruleproc at CONNECT): they
+ * answer side by side, and the answers are read in order (one wait
+ * instead of one a service). Only for those: their answers have no
+ * side effects, so a request asked ahead and then not needed (an
+ * earlier service refused) is harmless; its answer is read and
+ * dropped (sent_drain). A site's services are asked one by one, as
+ * Postfix asks them. */
+static void
+sent_ahead(const struct preq *q, const struct buf *req, const struct buf *reqx)
+{
+	int i, n = 0;
+
+	for (i = 0; i < nsvc; i++)
+		n += svcs[i].builtin && (svcs[i].stages & (1u << q->stage));
+	if (n < 2)
+		return;
+	for (i = 0; i < nsvc; i++) {
+		struct svc *v = &svcs[i];
+		const struct buf *b = q->stage == PS_CONNECT ? reqx : req;
+		if (v->builtin && (v->stages & (1u << q->stage)) && svc_open(v) == 0 &&
+		    send_all(v->fd, b->s, b->len, now_ms() + tmo_ms) == 0)
+			v->sent = 1;	/* a failed send: ask() tries again */
+	}
+}
+
+static void
+sent_drain(void)
+{
+	static char rep[REPLY_CAP];
+	int i;
+
+	for (i = 0; i < nsvc; i++)
+		if (svcs[i].sent && svcs[i].fd >= 0) {
+			if (recv_reply(svcs[i].fd, rep, REPLY_CAP, now_ms() + tmo_ms) < 0)
+				svc_close(&svcs[i], 1);
+			svcs[i].sent = 0;
+		}
 }
 
 void
@@ -560,6 +604,7 @@ policy_check(const struct preq *q, struct pres *r)
 		buf_add(&reqx, req.s, req.len - 1);
 		buf_adds(&reqx, PSTAGES_QUERY "\n\n");
 	}
+	sent_ahead(q, &req, &reqx);
 	for (i = 0; i < nsvc; i++) {
 		int narrow = svcs[i].builtin && q->stage == PS_CONNECT;
 		char *act;
@@ -585,6 +630,7 @@ policy_check(const struct preq *q, struct pres *r)
 		if (apply(r, &f, act, svcs[i].name))
 			break;
 	}
+	sent_drain();
 	buf_free(&req);
 	buf_free(&reqx);
 	if (r->code == 0 && f.defer_if_permit)

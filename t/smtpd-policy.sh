@@ -61,6 +61,19 @@ if [ -x "$BIN/ruleproc" ]; then
 		printf 'rule "Nets"\n    client 10.0.0.0/8\n    tempfail 451 4.7.1 "later"\n' >"$T/conf/rules"
 		is "$(stages_asked)" "CONNECT=2 EHLO=1 MAIL=1 RCPT=2 " "a client rule: ruleproc asked at every stage"
 		like "$(grep -c 'mx_stages=query' "$T/st")" '^2$' "only the CONNECT requests carry the query"
+		# both built-in services get their CONNECT request before either
+		# answer is read: they answer side by side
+		strace -f -qq -s 200 -e trace=sendto,read -o "$T/st2" sh -c \
+		    "printf '$E$Q' | TCPREMOTEIP=127.0.0.1 smtpd-lite -c '$T/conf' $CHAIN '$T/out'" \
+		    >/dev/null 2>>"$T/log"
+		is "$(grep -E 'sendto\(.*protocol_state=CONNECT|read\(.*"action=' "$T/st2" | head -n 3 |
+		    sed -e 's/.*protocol_state=CONNECT.*/ask/' -e 's/.*"action=.*/answer/' | tr '\n' ' ')" \
+		    "ask ask answer " "CONNECT: both built-in services asked before the first answer is read"
+		printf 'rule "Nets"\n    client 127.0.0.0/8\n    reject 554 5.7.1 "not you"\n' >"$T/conf/rules"
+		is "$(IP=127.0.0.3 talk "$E$M$Q" | codes)" "554 5.7.1,503 5.7.1,503 5.7.1,221 2.0.0" \
+		    "relaycheck refuses at CONNECT: ruleproc's answer, asked ahead, is read and dropped"
+		is "$(talk "$E$M$Q" | codes)" "554 5.7.1,503 5.7.1,503 5.7.1,221 2.0.0" \
+		    "ruleproc refuses at CONNECT after relaycheck's DUNNO"
 	else
 		skip "strace not installed: the stages asked are not counted"
 	fi

@@ -350,14 +350,52 @@ re_lower(const char *s)
 	return b.s;
 }
 
-/* The longest literal that every match of an ERE must contain (a run
- * of plain characters at the top level, none of them optional), so a
- * cheap search can rule most texts out before regexec. NULL when there
- * is none of 3 or more characters, or the expression has a top-level |. */
+/* A top-level group of plain alternatives, "(cheap|discount)", not
+ * optional: one of them is in every match. Appends them to alts as
+ * "a\0b\0" and returns the ')' (NULL: not such a group, or one under 3
+ * characters). */
+static const char *
+re_alt_group(const char *s, struct buf *alts)
+{
+	size_t start = alts->len, run = 0, shortest = (size_t)-1;
+
+	for (s++; *s && *s != ')'; s++) {
+		char c = *s;
+		if (c == '|') {
+			if (run < shortest)
+				shortest = run;
+			buf_addc(alts, 0);
+			run = 0;
+			continue;
+		}
+		if (c == '\\' && s[1] && strchr(".[]()|*+?{}^$\\/", s[1]))
+			c = *++s;
+		else if (strchr(".[]()*+?{}^$\\", c))
+			goto no;	/* not plain */
+		buf_addc(alts, (char)rules_lc[(unsigned char)c]);
+		run++;
+	}
+	if (run < shortest)
+		shortest = run;
+	if (*s != ')' || s[1] == '*' || s[1] == '?' || s[1] == '{' || shortest < 3)
+		goto no;
+	buf_addc(alts, 0);
+	return s;
+no:
+	alts->len = start;
+	return NULL;
+}
+
+/* What every match of an ERE must contain, so that a cheap search can
+ * rule most texts out before regexec: the longest run of plain
+ * characters at the top level (none optional), else the first
+ * top-level group of plain alternatives. As "a\0" or "a\0b\0...",
+ * lowercase, ended by an empty string; NULL when there is nothing of 3
+ * or more characters, or the expression has a top-level |. */
 static char *
 re_needed(const char *s)
 {
-	struct buf run = BUF_INIT, best = BUF_INIT;
+	struct buf run = BUF_INIT, best = BUF_INIT, alts = BUF_INIT;
 	int depth = 0;
 
 	for (; *s; s++) {
@@ -372,13 +410,18 @@ re_needed(const char *s)
 		} else if (c == '|' && depth == 0) {
 			buf_free(&run);
 			buf_free(&best);
+			buf_free(&alts);
 			return NULL;
 		} else if (c == '{') {
 			while (s[1] && *s != '}')
 				s++;
-		} else if (c == '(')
-			depth++;
-		else if (c == ')')
+		} else if (c == '(') {
+			const char *e;
+			if (depth == 0 && alts.len == 0 && (e = re_alt_group(s, &alts))) {
+				s = e;	/* a group as a whole: ends the run */
+			} else
+				depth++;
+		} else if (c == ')')
 			depth--;
 		else if (c == '[') {
 			/* skip the bracket expression */
@@ -421,11 +464,19 @@ re_needed(const char *s)
 		buf_add(&best, run.s, run.len);
 	}
 	buf_free(&run);
-	if (best.len < 3) {
-		buf_free(&best);
+	if (best.len >= 3) {
+		buf_free(&alts);
+		buf_addc(&best, 0);
+		buf_addc(&best, 0);
+		return best.s;
+	}
+	buf_free(&best);
+	if (alts.len == 0) {
+		buf_free(&alts);
 		return NULL;
 	}
-	return best.s;
+	buf_addc(&alts, 0);
+	return alts.s;
 }
 
 /* Compile a regex pattern (its source checked by pat_compile): the
@@ -525,7 +576,10 @@ pat_compile(struct rpat *p, const struct tok *t, int body, int lazy)
 	}
 	{
 		char *need = re_needed(t->s);
-		p->need = need ? ra_strdup(need) : NULL;
+		size_t n = 0;
+		while (need && need[n])	/* the list's length, with its end */
+			n += strlen(need + n) + 1;
+		p->need = need ? memcpy(ra_alloc(n + 1), need, n + 1) : NULL;
 		p->needlen = need ? strlen(need) : 0;
 		free(need);
 	}

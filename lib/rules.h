@@ -45,8 +45,9 @@ struct rpat {
 	regex_t re;		/* REG_ICASE; not compiled for body patterns */
 	int has_re;
 	regex_t lre;		/* body: the pattern lowercased, for lowercased text */
-	char *need;		/* regex: a lowercase literal every match contains */
-	size_t needlen;
+	char *need;		/* regex: lowercase literals, one of which every match
+				 * contains: "a\0b\0\0" (rules_need_in) */
+	size_t needlen;		/* the first one's */
 	int has_lre;
 	enum pat_kind kind;	/* fast paths for common globs */
 	char *lit;		/* the literal part, lowercased, unescaped */

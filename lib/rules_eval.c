@@ -65,11 +65,24 @@ lit_in(const char *lit, size_t ll, const char *s, size_t n)
 	return 0;
 }
 
+/* One of a regex's needed literals (rpat.need) is in s: lowercase
+ * text (memmem) or any case. */
+static int
+need_in(const struct rpat *p, const char *s, size_t n, int lowercase)
+{
+	const char *a;
+
+	for (a = p->need; *a; a += strlen(a) + 1)
+		if (lowercase ? memmem(s, n, a, strlen(a)) != NULL : lit_in(a, strlen(a), s, n))
+			return 1;
+	return 0;
+}
+
 int
 rules_pat_match(const struct rpat *p, const char *s, size_t n)
 {
 	if (p->is_re) {
-		if (p->need && !lit_in(p->need, p->needlen, s, n))
+		if (p->need && !need_in(p, s, n, 0))
 			return 0;
 		if (!re_ready(p))
 			return 0;
@@ -259,7 +272,7 @@ body_match(const struct rcond *c, const struct rmsg *m, struct buf *ev)
 		for (i = 0; i < c->npats; i++) {
 			const struct rpat *p = &c->pats[i];
 			if (p->is_re) {
-				if (p->need && !memmem(lb, m->lbody.len, p->need, p->needlen))
+				if (p->need && !need_in(p, lb, m->lbody.len, 1))
 					continue;
 				if (!re_ready(p))
 					continue;

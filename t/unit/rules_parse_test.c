@@ -132,6 +132,21 @@ main(void)
 			{ "^from: .*bank", "From: Your BANK", 1 },
 			{ "(foo)?barbaz", "BARBAZ", 1 },
 			{ "viagra", "buy V1agra", 0 },
+			{ "(cheap|discount) (pills|meds)", "Cheap MEDS here", 1 },
+			{ "(cheap|discount) (pills|meds)", "DISCOUNT pills", 1 },
+			{ "(cheap|discount) (pills|meds)", "cheap stuff", 0 },
+			{ "(cheap|discount) (pills|meds)", "nothing at all", 0 },
+			{ "(abc|de)fgh", "DEFGH", 1 },
+			{ "(abc|def)?xyz", "xyz", 1 },
+			{ "(abc|def)*xyz", "xyz", 1 },
+			{ "(abc|def){0,1}xyz", "xyz", 1 },
+			{ "(abc|def)+", "DEFdef", 1 },
+			{ "(a\\.bc|xyz)", "A.BC", 1 },
+			{ "(a\\.bc|xyz)", "aXbc", 0 },
+			{ "(abc|d.f)", "dxf", 1 },
+			{ "(foo|bar)|bazz", "bazz", 1 },
+			{ "((abc|def)|xyz)", "xyz", 1 },
+			{ "(abc|def|ghi)jk", "GHIJK", 1 },
 		};
 		size_t k;
 		for (k = 0; k < sizeof rx / sizeof rx[0]; k++) {
@@ -163,6 +178,31 @@ main(void)
 			    "body /%s/ %s \"%s\"", rx[k].re, rx[k].want ? "matches" : "does not match", rx[k].s);
 			rresult_free(&r);
 			rmsg_free(&m);
+			rules_free(&rs);
+		}
+	}
+
+	/* the literals a regex needs: a run, else a group of alternatives */
+	{
+		static const struct { const char *re; const char *need; size_t len; } nd[] = {
+			{ "(cheap|discount) (pills|meds)", "cheap\0discount\0", 15 },
+			{ "xx(cheap|discount)yyyy", "yyyy\0", 5 },
+			{ "(ab|cd)", "", 0 },
+			{ "(abc|def)?xyz", "xyz\0", 4 },
+			{ "(abc|d.f)", "", 0 },
+		};
+		size_t k;
+		for (k = 0; k < sizeof nd / sizeof nd[0]; k++) {
+			char txt[200];
+			const char *need;
+			snprintf(txt, sizeof txt, "rule b\n body /%s/\n reject\n", nd[k].re);
+			if (rules_parse(&rs, "rules", txt, strlen(txt), err, sizeof err) < 0) {
+				CHECK(0, "regex %s parses: %s", nd[k].re, err);
+				continue;
+			}
+			need = rs.rules[0].conds[0].pats[0].need;
+			CHECK(nd[k].len ? need && !memcmp(need, nd[k].need, nd[k].len) && !need[nd[k].len] :
+			    need == NULL, "/%s/ needs %s", nd[k].re, nd[k].len ? nd[k].need : "nothing");
 			rules_free(&rs);
 		}
 	}

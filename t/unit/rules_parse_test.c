@@ -147,6 +147,11 @@ main(void)
 			{ "(foo|bar)|bazz", "bazz", 1 },
 			{ "((abc|def)|xyz)", "xyz", 1 },
 			{ "(abc|def|ghi)jk", "GHIJK", 1 },
+			{ "zzqzz", "zzqz zzqZZ", 1 },	/* the search anchors on q */
+			{ "zzqzz", "zzqz qzz", 0 },
+			{ "qxyz", "QXYZ", 1 },
+			{ "xyzq", "q xy xyzq", 1 },
+			{ "xyzq", "q xy xyz", 0 },
 		};
 		size_t k;
 		for (k = 0; k < sizeof rx / sizeof rx[0]; k++) {
@@ -176,6 +181,40 @@ main(void)
 			rules_run(&rs, &e, ST_DATA, &r, NULL);
 			CHECK((r.v == V_REJECT && r.rule == 1) == rx[k].want || (rx[k].want == 0 && r.rule == 0),
 			    "body /%s/ %s \"%s\"", rx[k].re, rx[k].want ? "matches" : "does not match", rx[k].s);
+			rresult_free(&r);
+			rmsg_free(&m);
+			rules_free(&rs);
+		}
+	}
+
+	/* body globs "*text*" are searched in the whole lowercased body */
+	{
+		static const struct { const char *glob, *s; int want; } bg[] = {
+			{ "*zzqzz*", "first line\nzzqz zzqZZ end", 1 },
+			{ "*zzqzz*", "zzqz qzz\nzz", 0 },
+			{ "*unsubscribe from this list*", "To UNSUBSCRIBE FROM THIS LIST, reply", 1 },
+			{ "*unsubscribe from this list*", "unsubscribe from this lis", 0 },
+		};
+		size_t k;
+		for (k = 0; k < sizeof bg / sizeof bg[0]; k++) {
+			char txt[300];
+			struct rmsg m;
+			struct renv e;
+			struct rresult r;
+			snprintf(txt, sizeof txt, "rule b\n body \"%s\"\n reject\n", bg[k].glob);
+			if (rules_parse(&rs, "rules", txt, strlen(txt), err, sizeof err) < 0) {
+				CHECK(0, "glob %s parses: %s", bg[k].glob, err);
+				continue;
+			}
+			rmsg_init(&m, 4096);
+			snprintf(txt, sizeof txt, "Subject: x\n\n%s\n", bg[k].s);
+			rmsg_feed(&m, txt, strlen(txt));
+			rmsg_end(&m);
+			memset(&e, 0, sizeof e);
+			e.msg = &m;
+			rules_run(&rs, &e, ST_DATA, &r, NULL);
+			CHECK((r.v == V_REJECT) == bg[k].want, "body %s %s", bg[k].glob,
+			    bg[k].want ? "found" : "not found");
 			rresult_free(&r);
 			rmsg_free(&m);
 			rules_free(&rs);

@@ -1,9 +1,10 @@
 /* local.c: Maildir delivery for one group of recipients.
  *
  * The data is written once: into tmp/ of the first Maildir that can be
- * opened (unique name, O_EXCL, every write checked, fsync, close), then
- * hard-linked into new/ of every Maildir of the group, then each new/ is
- * fsynced, then the tmp/ name is removed. A Maildir on another
+ * opened (an unnamed file, O_TMPFILE, where the filesystem can; else a
+ * unique name, O_EXCL; every write checked, fsync), then hard-linked
+ * into new/ of every Maildir of the group, then each new/ is fsynced,
+ * then the tmp/ file is closed or its name removed. A Maildir on another
  * filesystem gets its own copy the same way. A file in new/ is always
  * complete: it is linked only after its data is on disk. */
 #include <errno.h>
@@ -77,15 +78,18 @@ md_get(struct local_ctx *c, const struct target *t)
 }
 
 /* Write Return-Path/Delivered-To and the message into a new tmp/ file
- * of e. 0 (name, size set) or -1 with a reason. */
+ * of e (unnamed where it can be, maildir_tmp_open). 0 (name, size set;
+ * *keep the fd of an unnamed one, open until it is linked, else -1) or
+ * -1 with a reason. */
 static int
 write_tmp(struct local_ctx *c, struct mdc *e, const char *hdr, size_t hlen,
-    char *name, size_t namelen, off_t *size, char *why, size_t whylen)
+    char *name, size_t namelen, off_t *size, int *keep, char *why, size_t whylen)
 {
 	struct stat st;
 	int fd, rd = 0;
 
-	if ((fd = maildir_tmp_create(&e->md, c->s->hostname, name, namelen)) < 0) {
+	*keep = -1;
+	if ((fd = maildir_tmp_open(&e->md, c->s->hostname, name, namelen)) < 0) {
 		reasonf(why, whylen, "4.3.0 cannot create a file in %s/tmp: %s", e->md.name,
 		    strerror(errno));
 		return -1;
@@ -96,10 +100,14 @@ write_tmp(struct local_ctx *c, struct mdc *e, const char *hdr, size_t hlen,
 		    e_ == ENOSPC || e_ == EDQUOT ? "4.2.2" : "4.3.0",
 		    rd ? "cannot read the message for" : "cannot write to",
 		    e->md.name, strerror(e_));
-		close(fd);
-		(void)unlinkat(e->md.tmpfd, name, 0);
+		maildir_tmp_drop(&e->md, name, fd);
 		errno = e_;
 		return -1;
+	}
+	if (maildir_tmp_unnamed(name)) {	/* fsynced: its close cannot lose it */
+		*size = st.st_size;
+		*keep = fd;
+		return 0;
 	}
 	if (close(fd) < 0) {
 		reasonf(why, whylen, "4.3.0 cannot write to %s/tmp: %s", e->md.name,
@@ -136,7 +144,7 @@ local_deliver_group(struct local_ctx *c, struct rcpt *r, size_t nr, int g)
 	size_t ns = 0, i, j, nrcpt = 0;
 	struct buf hdr = BUF_INIT;
 	const char *dtkey = NULL;
-	struct { struct mdc *e; char name[MAILDIR_NAME_MAX]; off_t size; } tmpf[8];
+	struct { struct mdc *e; char name[MAILDIR_NAME_MAX]; off_t size; int fd; } tmpf[8];
 	size_t ntmp = 0;
 	char why[300];
 
@@ -194,7 +202,7 @@ local_deliver_group(struct local_ctx *c, struct rcpt *r, size_t nr, int g)
 				continue;
 			}
 			if (write_tmp(c, e, hdr.s, hdr.len, tmpf[j].name, sizeof tmpf[j].name,
-			    &tmpf[j].size, why, sizeof why) < 0) {
+			    &tmpf[j].size, &tmpf[j].fd, why, sizeof why) < 0) {
 				int full = errno == ENOSPC || errno == EDQUOT;
 				log_warn("%s", why + 6);
 				slot_fail(&sl[i], why);
@@ -213,7 +221,7 @@ local_deliver_group(struct local_ctx *c, struct rcpt *r, size_t nr, int g)
 				/* a copy of its own, in its own tmp/ */
 				size_t k = ntmp;
 				if (write_tmp(c, e, hdr.s, hdr.len, tmpf[k].name, sizeof tmpf[k].name,
-				    &tmpf[k].size, why, sizeof why) == 0) {
+				    &tmpf[k].size, &tmpf[k].fd, why, sizeof why) == 0) {
 					tmpf[k].e = e;
 					ntmp++;
 					if (maildir_link(&e->md, tmpf[k].name, &e->md, c->s->hostname,
@@ -255,7 +263,7 @@ local_deliver_group(struct local_ctx *c, struct rcpt *r, size_t nr, int g)
 		}
 	}
 	for (j = 0; j < ntmp; j++)
-		(void)unlinkat(tmpf[j].e->md.tmpfd, tmpf[j].name, 0);
+		maildir_tmp_drop(&tmpf[j].e->md, tmpf[j].name, tmpf[j].fd);
 	for (i = 0; i < ns; i++) {
 		for (j = 0; j < sl[i].nt; j++) {
 			struct target *t = sl[i].t[j];

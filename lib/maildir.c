@@ -265,6 +265,41 @@ maildir_tmp_create(struct maildir *m, const char *host, char *name, size_t namel
 	return -1;
 }
 
+/* An unnamed file (O_TMPFILE) is linked by this name of its fd. */
+#define PROC_FD "/proc/self/fd/"
+
+int
+maildir_tmp_open(struct maildir *m, const char *host, char *name, size_t namelen)
+{
+	static int usable = -1;	/* O_TMPFILE and /proc: as far as we know */
+	int fd;
+
+	if (usable < 0)
+		usable = access(PROC_FD, X_OK) == 0;
+	if (usable && (fd = openat(m->tmpfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)) >= 0) {
+		snprintf(name, namelen, PROC_FD "%d", fd);
+		return fd;
+	}
+	if (usable && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL))
+		usable = 0;	/* this filesystem or kernel: not again */
+	return maildir_tmp_create(m, host, name, namelen);
+}
+
+int
+maildir_tmp_unnamed(const char *name)
+{
+	return !strncmp(name, PROC_FD, sizeof PROC_FD - 1);
+}
+
+void
+maildir_tmp_drop(struct maildir *m, const char *name, int fd)
+{
+	if (!maildir_tmp_unnamed(name))
+		(void)unlinkat(m->tmpfd, name, 0);
+	if (fd >= 0)
+		close(fd);
+}
+
 int
 maildir_link(struct maildir *src, const char *tmpname, struct maildir *dst,
     const char *host, off_t size, char *newname, size_t newlen)
@@ -273,9 +308,13 @@ maildir_link(struct maildir *src, const char *tmpname, struct maildir *dst,
 	int i;
 
 	for (i = 0; i < 5; i++) {
+		int rc;
 		maildir_uniq(base, sizeof base, host);
 		snprintf(newname, newlen, "%s,S=%lld", base, (long long)size);
-		if (linkat(src->tmpfd, tmpname, dst->newfd, newname, 0) == 0)
+		rc = maildir_tmp_unnamed(tmpname) ?
+		    linkat(AT_FDCWD, tmpname, dst->newfd, newname, AT_SYMLINK_FOLLOW) :
+		    linkat(src->tmpfd, tmpname, dst->newfd, newname, 0);
+		if (rc == 0)
 			return 0;
 		if (errno != EEXIST)
 			return -1;

@@ -1,5 +1,6 @@
 /* Unit tests: lib/maildir (folder names, unique names, open/link) and
  * lib/queue (put, read back, state rewrite). */
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,34 @@ main(void)
 	stat(path, &st2);
 	CHECK(st1.st_ino == st2.st_ino && st2.st_nlink == 3, "one inode, three names");
 	CHECK(maildir_sync_new(&a) == 0 && maildir_sync_new(&b) == 0, "fsync new/");
+	/* an unnamed tmp/ file (O_TMPFILE): linked by its fd's name, never in tmp/ */
+	{
+		char un[MAILDIR_NAME_MAX], n1[MAILDIR_NAME_MAX], n2[MAILDIR_NAME_MAX], got[16] = "";
+		int ufd = maildir_tmp_open(&a, "host", un, sizeof un), rfd;
+		DIR *d;
+		struct dirent *de;
+		int intmp = 0;
+		CHECK(ufd >= 0 && maildir_tmp_unnamed(un), "unnamed tmp file (%s)", un);
+		CHECK(fd_write_all(ufd, "unnamed\n", 8) == 0 && fsync(ufd) == 0, "written, fsynced");
+		snprintf(path, sizeof path, "%s/x/alice/tmp", dir);
+		if ((d = opendir(path))) {
+			while ((de = readdir(d)))
+				intmp += strncmp(de->d_name, ".", 1) != 0 && strcmp(de->d_name, name);
+			closedir(d);
+		}
+		CHECK(intmp == 0, "nothing of it in tmp/");
+		CHECK(maildir_link(&a, un, &a, "host", 8, n1, sizeof n1) == 0 &&
+		    maildir_link(&a, un, &b, "host", 8, n2, sizeof n2) == 0, "linked into two new/");
+		maildir_tmp_drop(&a, un, ufd);
+		snprintf(path, sizeof path, "%s/bob/.Lists.Daily/new/%s", dir, n2);
+		rfd = open(path, O_RDONLY);
+		CHECK(rfd >= 0 && read(rfd, got, sizeof got - 1) == 8 && !strcmp(got, "unnamed\n"),
+		    "the second link has the data after the fd is closed");
+		if (rfd >= 0)
+			close(rfd);
+		snprintf(path, sizeof path, "%s/x/alice/new/%s", dir, n1);
+		CHECK(stat(path, &st1) == 0 && st1.st_nlink == 2, "one inode, two names");
+	}
 	maildir_close(&a);
 	maildir_close(&b);
 

@@ -645,6 +645,13 @@ worker_setup(enum fs_kind kind, int conv, int passfd, size_t envlen)
 	return rc;
 }
 
+/* Idle for WORKER_IDLE_MS with another idle one: time to go. */
+static int
+idle_enough(int me)
+{
+	return fs_now_ms() - board->s[me].since >= WORKER_IDLE_MS && available(me) >= 1;
+}
+
 /* Idle: wait for a request on the shared control socket. 1 with one in
  * hand, 0 when this worker should end (every client gone, idle too
  * long with others idle, the server gone or sending us away: SIGUSR2,
@@ -669,8 +676,7 @@ worker_wait(enum fs_kind kind, int ctl, int me, struct record *rec, int *conv, i
 				close(*passfd);
 			continue;
 		}
-		/* woken with nothing: time to go? (one stays idle) */
-		if (fs_now_ms() - board->s[me].since >= WORKER_IDLE_MS && available(me) >= 1)
+		if (idle_enough(me))	/* woken with nothing */
 			return 0;
 	}
 }
@@ -706,7 +712,7 @@ worker_accept(int ep, int me, int *fd, volatile int *which, struct sockaddr_stor
 				poll(NULL, 0, 100);	/* EMFILE and friends: do not spin */
 			}
 		}
-		if (n == 0 && fs_now_ms() - board->s[me].since >= WORKER_IDLE_MS && available(me) >= 1)
+		if (n == 0 && idle_enough(me))
 			return 0;
 	}
 }

@@ -104,8 +104,8 @@ write_tmp(struct local_ctx *c, struct mdc *e, const char *hdr, size_t hlen,
 		errno = e_;
 		return -1;
 	}
+	*size = st.st_size;
 	if (maildir_tmp_unnamed(name)) {	/* fsynced: its close cannot lose it */
-		*size = st.st_size;
 		*keep = fd;
 		return 0;
 	}
@@ -115,7 +115,6 @@ write_tmp(struct local_ctx *c, struct mdc *e, const char *hdr, size_t hlen,
 		(void)unlinkat(e->md.tmpfd, name, 0);
 		return -1;
 	}
-	*size = st.st_size;
 	return 0;
 }
 

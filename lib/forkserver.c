@@ -239,10 +239,12 @@ forkserver_status(const char *line, size_t len, uint64_t nonce)
 	return len - i == strlen(want) && !memcmp(line + i, want, len - i) ? n : -1;
 }
 
-static int
-status_line(char *out, size_t outlen, int code, uint64_t nonce)
+/* A worker's status line for its request, after its held lines in
+ * stderr's buffer (written by the next flush). */
+static void
+put_status(int code, uint64_t nonce)
 {
-	return snprintf(out, outlen, "\n%s%d %016llx\n", FS_STATUS, code, (unsigned long long)nonce);
+	fprintf(stderr, "\n%s%d %016llx\n", FS_STATUS, code, (unsigned long long)nonce);
 }
 
 int
@@ -589,14 +591,11 @@ forkserver_exit(int code)
 static void
 worker_on_exit(int code, void *unused)
 {
-	char st[64];
-
 	(void)unused;
 	if (!wk.in_request || wk.kind != FS_CHAIN || getpid() != wk.pid)
 		return;
 	wk.in_request = 0;
-	status_line(st, sizeof st, code, wk.nonce);
-	fputs(st, stderr);
+	put_status(code, wk.nonce);
 	fflush(stderr);
 }
 
@@ -831,11 +830,8 @@ worker_loop(enum fs_kind kind, int ctl, int me, int (*one)(void *), void *arg, i
 			code = wk.code;
 		wk.in_request = 0;
 		alarm(0);
-		if (kind == FS_CHAIN && on_conv) {
-			char st[64];
-			status_line(st, sizeof st, code, rec.nonce);
-			fputs(st, stderr);
-		}
+		if (kind == FS_CHAIN && on_conv)
+			put_status(code, rec.nonce);
 		fflush(NULL);
 		/* our copies of the conversation closed: the client (or for
 		 * a session the listener) sees the end */
@@ -1024,28 +1020,28 @@ forkserver_serve_workers(enum fs_kind kind, long long timeout_s, int max_use,
 			{ sigchld_pipe[0], POLLIN, 0 }, { need_pipe[0], POLLIN, 0 },
 			{ open_ ? ctl : -1, 0, 0 }	/* only its hang-up: every client gone */
 		};
-		int tick = -1, np = 3;
+		int tick = -1, np = 3, avail;
 
 		if (open_) {
 			if (refresh)
 				refresh(arg);
-			while (available(-1) < SPARE && live < cap &&
+			while ((avail = available(-1)) < SPARE && live < cap &&
 			    spawn_worker(kind, ctl, one, arg, max_use) == 0)
 				live++;
 			/* the clock for the time limit, the refresh, a fork
 			 * that failed */
 			if (live && (timeout_s > 0 || refresh))
 				tick = 1000;
-			if (available(-1) < SPARE && live < cap)
+			if (avail < SPARE && live < cap)
 				tick = 1000;
 			/* accepting, every worker busy and no more allowed:
 			 * the connections that come now are refused here */
-			if (acc.n && live >= cap && available(-1) == 0) {
+			if (acc.n && live >= cap && avail == 0) {
 				for (i = 0; i < acc.n; i++)
 					p[np++] = (struct pollfd){ acc.lfd[i], POLLIN, 0 };
 				tick = 1000;	/* a worker may free up meanwhile */
 			}
-			if (available(-1) > SPARE_MAX) {
+			if (avail > SPARE_MAX) {
 				shrink(&last_shrink);
 				tick = 1000;
 			}

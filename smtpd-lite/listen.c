@@ -204,6 +204,15 @@ tcp_env(const struct sockaddr_storage *peer, int fd, struct tcpenv *t)
 		addr_text(&me, t->lip, sizeof t->lip, t->lport, sizeof t->lport);
 }
 
+/* tcp-environ(5) names set: 0, or -1 (out of memory) */
+static int
+tcp_setenv(const struct tcpenv *t)
+{
+	return setenv("PROTO", "TCP", 1) || setenv("TCPREMOTEIP", t->ip, 1) ||
+	    setenv("TCPREMOTEPORT", t->port, 1) || setenv("TCPLOCALIP", t->lip, 1) ||
+	    setenv("TCPLOCALPORT", t->lport, 1) ? -1 : 0;
+}
+
 /* ... for a forked child */
 static void
 child_env(const struct sockaddr_storage *peer, int fd)
@@ -211,9 +220,7 @@ child_env(const struct sockaddr_storage *peer, int fd)
 	struct tcpenv t;
 
 	tcp_env(peer, fd, &t);
-	if (setenv("PROTO", "TCP", 1) || setenv("TCPREMOTEIP", t.ip, 1) ||
-	    setenv("TCPREMOTEPORT", t.port, 1) || setenv("TCPLOCALIP", t.lip, 1) ||
-	    setenv("TCPLOCALPORT", t.lport, 1))
+	if (tcp_setenv(&t) < 0)
 		diesys(EXIT_TEMP, "setenv");
 	unsetenv("TCPREMOTEHOST");
 	unsetenv("TCPREMOTEINFO");
@@ -248,10 +255,7 @@ session_accepted(int fd, int which, const struct sockaddr_storage *peer, void *a
 		refuse(fd, acc_set, t.ip, "too many connections from your address");
 		return -1;
 	}
-	if (setenv("PROTO", "TCP", 1) || setenv("TCPREMOTEIP", t.ip, 1) ||
-	    setenv("TCPREMOTEPORT", t.port, 1) || setenv("TCPLOCALIP", t.lip, 1) ||
-	    setenv("TCPLOCALPORT", t.lport, 1) ||
-	    (acc_tls[which] && setenv("SMTPD_IMPLICIT_TLS", "1", 1)) ||
+	if (tcp_setenv(&t) < 0 || (acc_tls[which] && setenv("SMTPD_IMPLICIT_TLS", "1", 1)) ||
 	    dup2(fd, 0) < 0 || dup2(fd, 1) < 0) {
 		log_warnsys("session from %s", t.ip);
 		close(fd);
@@ -294,7 +298,8 @@ listen_accepting(const struct settings *s)
 	unsetenv("TCPREMOTEINFO");	/* never ours: a session sets the rest */
 	unsetenv("TCPLOCALHOST");
 	acc_set = s;
-	forkserver_accept_on(lfd, n, (int)(s->max_connections < 1024 ? s->max_connections : 1024),
+	/* (the pool caps it at its own maximum) */
+	forkserver_accept_on(lfd, n, (int)(s->max_connections < INT_MAX ? s->max_connections : INT_MAX),
 	    session_accepted, session_refused);
 }
 

@@ -573,9 +573,8 @@ sent_ahead(const struct preq *q, const struct buf *req, const struct buf *reqx)
 }
 
 static void
-sent_drain(void)
+sent_drain(char *rep)
 {
-	static char rep[REPLY_CAP];
 	int i;
 
 	for (i = 0; i < nsvc; i++)
@@ -630,7 +629,7 @@ policy_check(const struct preq *q, struct pres *r)
 		if (apply(r, &f, act, svcs[i].name))
 			break;
 	}
-	sent_drain();
+	sent_drain(rep);
 	buf_free(&req);
 	buf_free(&reqx);
 	if (r->code == 0 && f.defer_if_permit)

@@ -29,6 +29,20 @@ parse(const char *what, const char *text, const char *want)
 	rules_free(&rs);
 }
 
+/* a message with this subject and body, and an envelope holding it */
+static void
+msg_of(struct rmsg *m, struct renv *e, const char *subject, const char *body)
+{
+	char txt[300];
+
+	rmsg_init(m, 4096);
+	snprintf(txt, sizeof txt, "Subject: %s\n\n%s\n", subject, body);
+	rmsg_feed(m, txt, strlen(txt));
+	rmsg_end(m);
+	memset(e, 0, sizeof *e);
+	e->msg = m;
+}
+
 int
 main(void)
 {
@@ -164,12 +178,7 @@ main(void)
 				CHECK(0, "regex %s parses: %s", rx[k].re, err);
 				continue;
 			}
-			rmsg_init(&m, 4096);
-			snprintf(txt, sizeof txt, "Subject: %s\n\n%s\n", rx[k].s, rx[k].s);
-			rmsg_feed(&m, txt, strlen(txt));
-			rmsg_end(&m);
-			memset(&e, 0, sizeof e);
-			e.msg = &m;
+			msg_of(&m, &e, rx[k].s, rx[k].s);
 			rs.rules[0].conds[0].hname[0] = 'S';
 			rules_run(&rs, &e, ST_DATA, &r, NULL);
 			CHECK((r.v == V_REJECT) == rx[k].want && (!rx[k].want || r.rule == 0),
@@ -206,12 +215,7 @@ main(void)
 				CHECK(0, "glob %s parses: %s", bg[k].glob, err);
 				continue;
 			}
-			rmsg_init(&m, 4096);
-			snprintf(txt, sizeof txt, "Subject: x\n\n%s\n", bg[k].s);
-			rmsg_feed(&m, txt, strlen(txt));
-			rmsg_end(&m);
-			memset(&e, 0, sizeof e);
-			e.msg = &m;
+			msg_of(&m, &e, "x", bg[k].s);
 			rules_run(&rs, &e, ST_DATA, &r, NULL);
 			CHECK((r.v == V_REJECT) == bg[k].want, "body %s %s", bg[k].glob,
 			    bg[k].want ? "found" : "not found");

@@ -3,8 +3,9 @@
  * The data is written once: into tmp/ of the first Maildir that can be
  * opened (an unnamed file, O_TMPFILE, where the filesystem can; else a
  * unique name, O_EXCL; every write checked, fsync), then hard-linked
- * into new/ of every Maildir of the group, then each new/ is fsynced,
- * then the tmp/ file is closed or its name removed. A Maildir on another
+ * into new/ of every Maildir of the group; an unnamed file is fsynced
+ * again (its link count), then each new/ is fsynced, then the tmp/ file
+ * is closed or its name removed. A Maildir on another
  * filesystem gets its own copy the same way. A file in new/ is always
  * complete: it is linked only after its data is on disk. */
 #include <errno.h>
@@ -136,6 +137,16 @@ slot_fail(struct slot *sl, const char *reason)
 	strlcpy(sl->reason, reason, sizeof sl->reason);
 }
 
+/* Whether a slot of sl got its link from src's tmp/ file. */
+static int
+links_from(const struct slot *sl, size_t ns, const struct mdc *src)
+{
+	for (size_t i = 0; i < ns; i++)
+		if (sl[i].state == 1 && sl[i].src == src)
+			return 1;
+	return 0;
+}
+
 void
 local_deliver_group(struct local_ctx *c, struct rcpt *r, size_t nr, int g)
 {
@@ -243,6 +254,22 @@ local_deliver_group(struct local_ctx *c, struct rcpt *r, size_t nr, int g)
 		}
 		sl[i].state = 1;
 		sl[i].src = tmpf[j].e;
+	}
+	/* An unnamed file's links live in its inode as well as in new/: its
+	 * link count went 0 -> N after its fsync. Without a journal (ext2,
+	 * ext4 without one) fsync(new/) does not write that inode, and after
+	 * a crash fsck would call it deleted and clear the entries in new/. */
+	for (j = 0; j < ntmp; j++) {
+		if (tmpf[j].fd < 0 || !links_from(sl, ns, tmpf[j].e) || fsync(tmpf[j].fd) == 0)
+			continue;
+		reasonf(why, sizeof why, "4.3.0 cannot fsync the message in %s/tmp: %s",
+		    tmpf[j].e->md.name, strerror(errno));
+		log_warn("%s", why + 6);
+		for (i = 0; i < ns; i++)
+			if (sl[i].state == 1 && sl[i].src == tmpf[j].e) {
+				(void)unlinkat(sl[i].e->md.newfd, sl[i].newname, 0);
+				slot_fail(&sl[i], why);
+			}
 	}
 	/* the links are durable once each new/ is */
 	for (i = 0; i < ns; i++) {

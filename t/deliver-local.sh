@@ -44,6 +44,26 @@ is "$(stat -c %i "$a")" "$(stat -c %i "$b")" "two Maildirs share one inode (one 
 is "$(stat -c %h "$a")" 2 "link count 2"
 ok "a file shared by two recipients names neither (Bcc stays private)" sh -c "! grep -q '^Delivered-To:' '$a'"
 
+# the order of the writes that make it durable: the data before any link;
+# an unnamed file's inode again after its links (its link count: without
+# a journal, fsync(new/) does not write it); then each new/ (the
+# Maildirs are made first: their own fsyncs come before the file)
+if command -v strace >/dev/null; then
+	clear
+	strace -f -qq -e trace=openat,linkat,fsync -o "$T/st" \
+	    deliver -c "$C" -f s@example.net alice@example.com bob@example.com <"$T/m1"
+	fd=$(sed -n 's/.*O_TMPFILE.*= \([0-9][0-9]*\)$/\1/p' "$T/st" | head -n 1)
+	if [ -n "$fd" ]; then
+		calls=$(awk -v fd="$fd" '/O_TMPFILE/ { go = 1 } !go { next } /linkat\(/ { printf "link " } /fsync\(/ { printf "%s ", $0 ~ "fsync\\(" fd "\\)" ? "file" : "dir" }' "$T/st")
+		is "$calls" "file link link file dir dir " \
+		    "unnamed file: fsync, 2 links, fsync of the file again, fsync of both new/"
+	else
+		skip "no O_TMPFILE here: the order of an unnamed file's fsyncs"
+	fi
+else
+	skip "no strace: the order of the fsyncs"
+fi
+
 # -D: a copy per recipient, each with its own Delivered-To
 clear
 ok "-D: two recipients" dl -D -f s@example.net alice@example.com bob@example.com <"$T/m1"

@@ -209,6 +209,9 @@ struct rmsg {
 
 void rmsg_init(struct rmsg *m, size_t body_limit);
 void rmsg_feed(struct rmsg *m, const char *p, size_t n);
+/* Whether rmsg_feed takes whole plain body lines at once (1; the unit
+ * test turns it off to compare with the line-by-line path). */
+extern int rmsg_bulk;
 void rmsg_end(struct rmsg *m);
 void rmsg_free(struct rmsg *m);
 /* Field i's name and value (NUL-terminated in hbuf). */

@@ -655,26 +655,83 @@ do_line(struct rmsg *m, char *s, size_t n, int trunc)
 static void
 ascii_lower(char *dst, const char *src, size_t n)
 {
-	const uint64_t hi = 0x8080808080808080ULL, low7 = 0x7f7f7f7f7f7f7f7fULL;
+	typedef unsigned char u8x16 __attribute__((vector_size(16)));
 	size_t i = 0;
 
-	for (; i + 8 <= n; i += 8) {
-		uint64_t x, h, upper;
-		memcpy(&x, src + i, 8);
-		h = x & low7;
-		/* bit 7 set: h >= 'A' (h + 0x3f), h > 'Z' (h + 0x25) */
-		upper = ~x & hi & ((h + 0x3f3f3f3f3f3f3f3fULL) ^ (h + 0x2525252525252525ULL));
-		x |= upper >> 2;
-		memcpy(dst + i, &x, 8);
+	for (; i + 16 <= n; i += 16) {
+		u8x16 x, upper;
+		memcpy(&x, src + i, 16);
+		upper = (u8x16)(x - (unsigned char)'A' < 26);	/* 0xff for 'A'..'Z' */
+		x |= upper & 0x20;
+		memcpy(dst + i, &x, 16);
 	}
 	for (; i < n; i++)
 		dst[i] = (char)rules_lc[(unsigned char)src[i]];
+}
+
+int rmsg_bulk = 1;
+
+/* The complete lines at p of a plain body (no MIME boundary to look
+ * for, no transfer encoding), each at most BODY_LINE_KEEP bytes, going
+ * into the body at once: what do_line and body_put do a line at a time
+ * (every CR dropped, NUL made a blank) with one copy and a memchr per
+ * line instead of three copies and four (a 64 KiB body was most of
+ * ruleproc's time). Returns the bytes taken, 0 when the line-by-line
+ * path must do it (anything else, or the body limit within reach). */
+static size_t
+bulk_lines(struct rmsg *m, const char *p, size_t n)
+{
+	const char *end, *s = p, *nl;
+	char *b, *e, *z;
+	size_t span, room, lines = 0;
+
+	if (!rmsg_bulk || m->in_hdr || m->depth || m->skip || !m->cur || m->cur->cte ||
+	    m->line.len || m->line_trunc || m->body.len >= m->body_limit)
+		return 0;
+	room = m->body_limit - m->body.len;	/* the lines taken fit: no cut */
+	end = p + (n < room ? n : room);
+	while (s < end && (nl = memchr(s, '\n', (size_t)(end - s)))) {
+		if ((size_t)(nl - s) > BODY_LINE_KEEP)
+			break;
+		lines++;
+		s = nl + 1;
+	}
+	if (!lines)
+		return 0;
+	span = (size_t)(s - p);
+	buf_add(&m->body, p, span);
+	b = m->body.s + m->body.len - span;
+	e = m->body.s + m->body.len;
+	if ((z = memchr(b, '\r', span))) {	/* close up over every CR */
+		char *w = z;
+		for (; z < e; z++)
+			if (*z != '\r')
+				*w++ = *z;
+		m->body.len -= (size_t)(e - w);
+		m->body.s[m->body.len] = 0;
+		e = w;
+	}
+	for (; (z = memchr(b, 0, (size_t)(e - b))); b = z + 1) {
+		*z = ' ';
+		m->nul_seen = 1;
+	}
+	m->lines += (int)lines;
+	m->size += span;
+	m->line_start = (long long)m->size;
+	m->last_nl = 1;
+	return span;
 }
 
 void
 rmsg_feed(struct rmsg *m, const char *p, size_t n)
 {
 	while (n > 0) {
+		size_t took = bulk_lines(m, p, n);
+		if (took) {
+			p += took;
+			n -= took;
+			continue;
+		}
 		const char *nl = memchr(p, '\n', n);
 		size_t seg = nl ? (size_t)(nl - p) : n;
 		size_t cap = m->in_hdr ? RMSG_FIELD_KEEP : BODY_LINE_KEEP;

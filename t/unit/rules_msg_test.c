@@ -20,6 +20,65 @@ scan(struct rmsg *m, const char *s, size_t n, size_t limit, size_t chunk)
 	rmsg_end(m);
 }
 
+
+/* Everything rmsg_feed leaves, compared between two scans of one text. */
+static int
+same_scan(const struct rmsg *a, const struct rmsg *b, char *why, size_t whylen)
+{
+#define DIFF(f) if (a->f != b->f) { snprintf(why, whylen, #f " %lld != %lld", \
+	(long long)a->f, (long long)b->f); return 0; }
+	DIFF(body.len) DIFF(lbody.len) DIFF(lines) DIFF(size) DIFF(nul_seen) DIFF(body_trunc)
+	DIFF(last_nl) DIFF(line_start) DIFF(hdr_end) DIFF(nf) DIFF(hdr_trunc) DIFF(body_decoded)
+	DIFF(nattach) DIFF(subj_colon) DIFF(bad_b64)
+#undef DIFF
+	if ((a->body.s && a->body.s[a->body.len]) || (b->body.s && b->body.s[b->body.len])) {
+		snprintf(why, whylen, "body not NUL-terminated");
+		return 0;
+	}
+	if (a->body.len && memcmp(a->body.s, b->body.s, a->body.len)) {
+		snprintf(why, whylen, "body bytes differ");
+		return 0;
+	}
+	if (a->lbody.len && memcmp(a->lbody.s, b->lbody.s, a->lbody.len)) {
+		snprintf(why, whylen, "lowercased body bytes differ");
+		return 0;
+	}
+	return 1;
+}
+
+/* A random message: a header, then a plain, multipart or encoded body
+ * of lines of random bytes (CR, NUL, upper case, long lines). */
+static void
+random_message(struct buf *b, unsigned *seed)
+{
+	int kind = rand_r(seed) % 4, nl = rand_r(seed) % 300;
+
+	buf_clear(b);
+	buf_adds(b, "From: a@example.net\nSubject: random\n");
+	if (kind == 1)
+		buf_adds(b, "Content-Type: multipart/mixed; boundary=zz\n\n--zz\n"
+		    "Content-Type: text/plain\n\n");
+	else if (kind == 2)
+		buf_adds(b, "Content-Transfer-Encoding: quoted-printable\n\n");
+	else if (kind == 3 && rand_r(seed) % 2)
+		buf_adds(b, "X-No-Blank: header ends at a body line\n");
+	else
+		buf_adds(b, "\n");
+	for (int i = 0; i < nl; i++) {
+		int len = rand_r(seed) % 20 == 0 ? 16 * 1024 - 2 + rand_r(seed) % 5 :
+		    rand_r(seed) % 100;
+		for (int k = 0; k < len; k++) {
+			int r = rand_r(seed) % 40;
+			buf_addc(b, r == 0 ? '\r' : r == 1 ? '\0' : r < 10 ? 'A' + r : 'a' + r % 26);
+		}
+		buf_adds(b, rand_r(seed) % 3 ? "\n" : "\r\n");
+		if (kind == 1 && rand_r(seed) % 50 == 0)
+			buf_adds(b, "--zz\nContent-Type: text/html\n\n");
+	}
+	if (rand_r(seed) % 2)
+		buf_adds(b, "no newline at the end");
+}
+
 static int
 body_has(const struct rmsg *m, const char *needle)
 {
@@ -187,6 +246,57 @@ main(void)
 	scan(&m, b.s, b.len, 1024, 1 << 20);
 	CHECK(m.depth <= RMSG_MIME_DEPTH, "MIME depth bounded");
 	rmsg_free(&m);
+
+	/* the lowercased body: rules_lc of every byte, whatever its place
+	 * in a 16-byte block (every byte value but LF, CR and NUL) */
+	{
+		int bad = 0;
+		buf_clear(&b);
+		buf_adds(&b, "Subject: bytes\n\n");
+		for (int shift = 0; shift < 17; shift++) {
+			for (int k = 0; k < shift; k++)
+				buf_addc(&b, 'Q');
+			for (int c = 1; c < 256; c++)
+				if (c != '\n' && c != '\r')
+					buf_addc(&b, (char)c);
+			buf_addc(&b, '\n');
+		}
+		scan(&m, b.s, b.len, 1 << 20, 1 << 20);
+		for (size_t k = 0; k < m.body.len; k++)
+			if ((unsigned char)m.lbody.s[k] != rules_lc[(unsigned char)m.body.s[k]])
+				bad++;
+		CHECK(m.lbody.len == m.body.len && m.body.len > 4000 && !bad,
+		    "lowercased body is rules_lc of each byte (%zu bytes, %d wrong)", m.body.len, bad);
+		rmsg_free(&m);
+	}
+
+	/* whole plain lines in bulk: the same as line by line, for random
+	 * messages, chunk sizes and body limits */
+	{
+		unsigned seed = 7;
+		int bad = 0;
+		char why[200] = "";
+		for (i = 0; i < 400 && !bad; i++) {
+			struct rmsg lm;
+			size_t limits[] = { 1, 100, 4096, 65536, 1 << 24 };
+			size_t chunks[] = { 1, 7, 100, 4096, 65536, 1 << 20 };
+			size_t limit = limits[rand_r(&seed) % 5], chunk = chunks[rand_r(&seed) % 6];
+			random_message(&b, &seed);
+			rmsg_bulk = 1;
+			scan(&m, b.s, b.len, limit, chunk);
+			rmsg_bulk = 0;
+			scan(&lm, b.s, b.len, limit, chunk);
+			rmsg_bulk = 1;
+			if (!same_scan(&m, &lm, why, sizeof why)) {
+				bad = 1;
+				printf("#   message %d (%zu bytes, limit %zu, chunks of %zu): %s\n", i,
+				    b.len, limit, chunk, why);
+			}
+			rmsg_free(&m);
+			rmsg_free(&lm);
+		}
+		CHECK(!bad, "400 random messages: bulk body lines scan as line by line");
+	}
 
 	buf_free(&b);
 	CHECK_DONE();

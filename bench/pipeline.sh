@@ -71,6 +71,12 @@ done
 rm -rf "$T"
 T=$(mktemp -d /var/tmp/mxbench.XXXXXX) || exit 1
 chmod 755 "$T"
+# each server's tree in block groups of its own (ext4's Orlov allocator
+# spreads the subdirectories of a +T directory): without a journal, ext4
+# skips every inode freed in the last 30 s when it allocates one
+# (recently_deleted), so Postfix's and OpenSMTPD's deleted queue files
+# made the next server's file creations dearer, whichever ran next
+chattr +T "$T" 2>/dev/null
 [ -z "${KEEP:-}" ] || echo "temp dir (kept): $T"
 # a snapshot of the programs: a `make` elsewhere in the tree during the
 # run must not swap binaries under a running server (ETXTBSY, ENOENT)

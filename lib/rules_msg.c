@@ -10,7 +10,6 @@
  * file names of parts (Content-Type name=, Content-Disposition
  * filename=, RFC 2231 filename*=) are collected as attachments. */
 #include <ctype.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -649,8 +648,8 @@ do_line(struct rmsg *m, char *s, size_t n, int trunc)
 	body_line(m, s, n);
 }
 
-/* rules_lc over n bytes, eight at a time (the body of a 64 KiB message
- * was a sixth of ruleproc's time byte by byte): in each byte below 0x80
+/* rules_lc over n bytes, sixteen at a time (the body of a 64 KiB
+ * message was a sixth of ruleproc's time byte by byte): in each byte
  * that is 'A'..'Z', set 0x20. */
 static void
 ascii_lower(char *dst, const char *src, size_t n)

@@ -95,6 +95,46 @@ else
 	skip "full filesystem test needs root and tmpfs"
 fi
 
+# the disk fails the fsync that makes a file's links durable (a shim
+# fails fsync of a regular file that already has a name): 4xx, and the
+# names already made in new/ are taken back
+cat >"$T/failsync.c" <<'EOF'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <sys/stat.h>
+int
+fsync(int fd)
+{
+	struct stat st;
+	int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink > 0) {
+		errno = EIO;
+		return -1;
+	}
+	return real(fd);
+}
+EOF
+sed -i -e "s|^mailroot .*|mailroot $M|" -e "s|^queuedir .*|queuedir $T/queue|" "$C/settings"
+if cc -shared -fPIC -o "$T/failsync.so" "$T/failsync.c" -ldl 2>"$T/cc.err"; then
+	rm -rf "$M/alice" "$M/bob"
+	# (under AddressSanitizer the shim is not its first library: allowed)
+	LD_PRELOAD=$T/failsync.so ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" dl -f s@example.net alice@example.com bob@example.com <"$T/m1" 2>"$T/err"; rc=$?
+	if grep -q 'cannot fsync the message' "$T/err"; then
+		is "$rc" 111 "fsync after the links fails: exit 111"
+		like "$(tail -n 1 "$T/err")" '^4\.3\.0 ' "... 4.3.0"
+		is "$(nfiles "$M/alice/new")$(nfiles "$M/bob/new")" "00" "... the links in new/ taken back"
+		is "$(nfiles "$M/alice/tmp")" 0 "... nothing left in tmp/"
+	elif grep -q 'cannot write to' "$T/err"; then
+		skip "no unnamed files here (the first fsync failed): the fsync after the links"
+	else
+		ok "fsync after the links fails: reported (rc $rc)" false
+		sed 's/^/#   /' "$T/err"
+	fi
+else
+	skip "no C compiler for the fsync shim"
+fi
+
 # unprivileged: started as nobody it works the same; as root it becomes
 # the settings user, and refuses to deliver as root
 sed -i -e "s|^mailroot .*|mailroot $M|" -e "s|^queuedir .*|queuedir $T/queue|" "$C/settings"

@@ -157,6 +157,18 @@ decode_2047(const char *s, size_t n, struct buf *out)
 	return any;
 }
 
+/* NULs in [b, e) become blanks (the rules work on C strings). */
+static void
+nuls_to_blanks(struct rmsg *m, char *b, char *e)
+{
+	char *z;
+
+	for (; (z = memchr(b, 0, (size_t)(e - b))); b = z + 1) {
+		*z = ' ';
+		m->nul_seen = 1;
+	}
+}
+
 /* The body text for the rules: CRs dropped, NULs as blanks, up to
  * body_limit. Whole runs between CRs at once (64 KiB messages). */
 static void
@@ -166,7 +178,6 @@ body_put(struct rmsg *m, const char *p, size_t n)
 
 	while (i < n) {
 		const char *cr;
-		char *b, *e, *z;
 		size_t run, k;
 
 		if (m->body.len >= m->body_limit) {
@@ -181,10 +192,7 @@ body_put(struct rmsg *m, const char *p, size_t n)
 		run = cr ? (size_t)(cr - (p + i)) : n - i;
 		k = run < m->body_limit - m->body.len ? run : m->body_limit - m->body.len;
 		buf_add(&m->body, p + i, k);
-		for (b = m->body.s + m->body.len - k, e = b + k; (z = memchr(b, 0, (size_t)(e - b))); b = z + 1) {
-			*z = ' ';
-			m->nul_seen = 1;
-		}
+		nuls_to_blanks(m, m->body.s + m->body.len - k, m->body.s + m->body.len);
 		i += k;
 	}
 }
@@ -597,16 +605,9 @@ end_header(struct rmsg *m)
 static void
 do_line(struct rmsg *m, char *s, size_t n, int trunc)
 {
-	size_t i;
-
-	char *z;
-
 	if (n && s[n - 1] == '\r')
 		n--;
-	for (i = 0; (z = memchr(s + i, 0, n - i)); i = (size_t)(z - s) + 1) {
-		*z = ' ';
-		m->nul_seen = 1;
-	}
+	nuls_to_blanks(m, s, s + n);
 	m->lines++;
 	if (m->in_hdr) {
 		if (m->in_hdr == 1 && m->lines == 1 && n > 5 && !memcmp(s, "From ", 5))
@@ -710,10 +711,7 @@ bulk_lines(struct rmsg *m, const char *p, size_t n)
 		m->body.s[m->body.len] = 0;
 		e = w;
 	}
-	for (; (z = memchr(b, 0, (size_t)(e - b))); b = z + 1) {
-		*z = ' ';
-		m->nul_seen = 1;
-	}
+	nuls_to_blanks(m, b, e);
 	m->lines += (int)lines;
 	m->size += span;
 	m->line_start = (long long)m->size;
